@@ -1,0 +1,101 @@
+use std::time::Duration;
+
+use consultd_migrations::Migrator;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm_migration::{MigrationStatus, MigratorTrait};
+
+use crate::RepoError;
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One migration and whether it has been applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    pub name: String,
+    pub applied: bool,
+}
+
+/// A pooled connection to consultd's database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`).
+    /// Migrations are not run here: see [`Db::migrate_up`].
+    pub async fn connect(url: &str) -> Result<Self, RepoError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(RepoError::BadUrl(
+                "expected a sqlite: or postgres:// URL".to_owned(),
+            ));
+        };
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false);
+        if backend == Backend::Sqlite {
+            // SQLite serialises writers; a small pool avoids piling up
+            // connections that would only wait on the write lock.
+            opts.max_connections(4).min_connections(1);
+        } else {
+            opts.max_connections(16).min_connections(1);
+        }
+        let conn = Database::connect(opts).await?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers proceed while a writer commits; it is a
+            // property of the file, so setting it once per start is enough.
+            conn.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        }
+        Ok(Self { conn, backend })
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<(), RepoError> {
+        self.conn.ping().await.map_err(RepoError::from)
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate_up(&self) -> Result<(), RepoError> {
+        Migrator::up(&self.conn, None)
+            .await
+            .map_err(RepoError::from)
+    }
+
+    /// Rolls back the latest `steps` migrations.
+    pub async fn migrate_down(&self, steps: u32) -> Result<(), RepoError> {
+        Migrator::down(&self.conn, Some(steps))
+            .await
+            .map_err(RepoError::from)
+    }
+
+    /// Every known migration and whether it is applied.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationState>, RepoError> {
+        let all = Migrator::get_migration_with_status(&self.conn).await?;
+        Ok(all
+            .iter()
+            .map(|m| MigrationState {
+                name: m.name().to_owned(),
+                applied: m.status() == MigrationStatus::Applied,
+            })
+            .collect())
+    }
+}

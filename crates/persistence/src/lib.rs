@@ -1,0 +1,16 @@
+//! consultd's persistence: a [`Db`] handle (SQLite or PostgreSQL, chosen by
+//! URL), the sea-orm entities, and one repository per aggregate.
+//!
+//! Repositories take any [`sea_orm::ConnectionTrait`], so a service can run a
+//! state transition and its audit row in one transaction.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod db;
+pub mod entity;
+mod error;
+pub mod repo;
+pub mod testing;
+
+pub use db::{Backend, Db, MigrationState};
+pub use error::RepoError;
+pub use repo::audit::{AuditEntry, AuditRepo, NewAuditEntry};

@@ -1,0 +1,3 @@
+//! One repository per aggregate.
+
+pub mod audit;

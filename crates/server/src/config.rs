@@ -1,0 +1,336 @@
+//! Command line and configuration: every setting is a flag and an
+//! environment variable, documented here and in the README.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// consultd: signaling and session server for consultation apps.
+#[derive(Debug, Parser)]
+#[command(name = "consultd", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the REST API and Socket.IO (the default).
+    Serve,
+    /// Apply, roll back or list database migrations.
+    Migrate {
+        #[arg(value_enum, default_value_t = MigrateAction::Up)]
+        action: MigrateAction,
+        /// How many migrations `down` rolls back.
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// Print a JWT signed with the configured key, to try the server without another backend.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MigrateAction {
+    Up,
+    Down,
+    Status,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// The role, e.g. doctor or patient; must be known to the role mapping.
+    #[arg(long)]
+    pub role: String,
+    /// Display name (`name` claim).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Lifetime, e.g. 90s, 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlgorithm {
+    #[value(name = "HS256", alias = "hs256")]
+    Hs256,
+    #[value(name = "RS256", alias = "rs256")]
+    Rs256,
+    #[value(name = "ES256", alias = "es256")]
+    Es256,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+pub const DEFAULT_PORT: u16 = 4000;
+pub const DEFAULT_DATA_DIR: &str = "consultd-data";
+pub const DEFAULT_ROLE_CLAIM: &str = "role";
+pub const DEFAULT_CORS_ORIGINS: &str = "*";
+pub const DEFAULT_INVITE_TTL_SECS: u64 = 60;
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 60;
+pub const DEFAULT_CHAT_DURATION_SECS: u64 = 30 * 60;
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_CHAT_CHARS: usize = 10_000;
+pub const DEFAULT_EVENT_RATE: u32 = 100;
+pub const DEFAULT_EVENT_BURST: u32 = 200;
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+
+/// Server settings. Flags may be given before or after the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = DEFAULT_HOST, global = true)]
+    pub host: String,
+    /// Port for both the REST API and Socket.IO (`0` picks a free one).
+    #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT, global = true)]
+    pub port: u16,
+    /// `sqlite://FILE?mode=rwc` or `postgres://USER@HOST/DB`. Default: a SQLite file in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+    /// Where the default SQLite database and the generated JWT secret live.
+    #[arg(long, env = "CONSULTD_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
+    pub data_dir: PathBuf,
+    /// Redis for the multi-node adapter (accepted now; used by the scale-out work).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
+    pub redis_url: Option<String>,
+    /// HS256 shared secret. Unset: a random one is generated once and kept in the data directory (0600).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+    /// RS256/ES256 public key: PEM text, or the path of a PEM file.
+    #[arg(long, env = "JWT_PUBLIC_KEY", hide_env_values = true, global = true)]
+    pub jwt_public_key: Option<String>,
+    /// RS256/ES256 private key (PEM text or path); only `consultd token` uses it.
+    #[arg(long, env = "JWT_PRIVATE_KEY", hide_env_values = true, global = true)]
+    pub jwt_private_key: Option<String>,
+    /// Token signature algorithm.
+    #[arg(long, env = "JWT_ALGORITHM", value_enum, default_value_t = JwtAlgorithm::Hs256, global = true)]
+    pub jwt_algorithm: JwtAlgorithm,
+    /// Dotted path of the role claim, e.g. `role` or `user_metadata.role`.
+    #[arg(long, env = "ROLE_CLAIM", default_value = DEFAULT_ROLE_CLAIM, global = true)]
+    pub role_claim: String,
+    /// Roles that are hosts (comma-separated).
+    #[arg(long, env = "HOST_ROLES", value_delimiter = ',', default_values_t = default_host_roles(), global = true)]
+    pub host_roles: Vec<String>,
+    /// Roles that are guests (comma-separated).
+    #[arg(long, env = "GUEST_ROLES", value_delimiter = ',', default_values_t = default_guest_roles(), global = true)]
+    pub guest_roles: Vec<String>,
+    /// Roles that are admins (comma-separated).
+    #[arg(long, env = "ADMIN_ROLES", value_delimiter = ',', default_values_t = default_admin_roles(), global = true)]
+    pub admin_roles: Vec<String>,
+    /// Allowed CORS origins, comma-separated, or `*` for any.
+    #[arg(long, env = "CORS_ORIGINS", default_value = DEFAULT_CORS_ORIGINS, global = true)]
+    pub cors_origins: String,
+    /// Seconds before an unanswered call invitation expires.
+    #[arg(long = "invite-ttl", env = "INVITE_TTL_SECS", default_value_t = DEFAULT_INVITE_TTL_SECS, global = true)]
+    pub invite_ttl_secs: u64,
+    /// Seconds before an unanswered tutoring session request expires.
+    #[arg(long = "session-ttl", env = "SESSION_TTL_SECS", default_value_t = DEFAULT_SESSION_TTL_SECS, global = true)]
+    pub session_ttl_secs: u64,
+    /// Default length of a chat session, in seconds.
+    #[arg(long = "chat-duration", env = "CHAT_DURATION_SECS", default_value_t = DEFAULT_CHAT_DURATION_SECS, global = true)]
+    pub chat_duration_secs: u64,
+    /// Largest Socket.IO event accepted, in bytes; larger ones are answered `too_large`.
+    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES, global = true)]
+    pub max_event_bytes: usize,
+    /// Largest REST request body, in bytes (413 above).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
+    pub max_body_bytes: usize,
+    /// Longest chat message, in characters.
+    #[arg(long, env = "MAX_CHAT_CHARS", default_value_t = DEFAULT_MAX_CHAT_CHARS, global = true)]
+    pub max_chat_chars: usize,
+    /// Sustained Socket.IO events per second per socket (0 = unlimited).
+    #[arg(long, env = "EVENT_RATE", default_value_t = DEFAULT_EVENT_RATE, global = true)]
+    pub event_rate: u32,
+    /// Events a socket may send in a burst above the sustained rate (0 = unlimited).
+    #[arg(long, env = "EVENT_BURST", default_value_t = DEFAULT_EVENT_BURST, global = true)]
+    pub event_burst: u32,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
+    #[arg(long, env = "LOG_LEVEL", default_value = DEFAULT_LOG_LEVEL, global = true)]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Seconds to wait for connections to close on SIGTERM before exiting anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS, global = true)]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_host_roles() -> Vec<String> {
+    strings(consultd_domain::RoleMap::DEFAULT_HOSTS)
+}
+fn default_guest_roles() -> Vec<String> {
+    strings(consultd_domain::RoleMap::DEFAULT_GUESTS)
+}
+fn default_admin_roles() -> Vec<String> {
+    strings(consultd_domain::RoleMap::DEFAULT_ADMINS)
+}
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl Default for Config {
+    /// The same defaults as the command line, without reading the environment
+    /// (tests build their `Config` from this).
+    fn default() -> Self {
+        Self {
+            host: DEFAULT_HOST.to_owned(),
+            port: DEFAULT_PORT,
+            database_url: None,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            redis_url: None,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_private_key: None,
+            jwt_algorithm: JwtAlgorithm::Hs256,
+            role_claim: DEFAULT_ROLE_CLAIM.to_owned(),
+            host_roles: default_host_roles(),
+            guest_roles: default_guest_roles(),
+            admin_roles: default_admin_roles(),
+            cors_origins: DEFAULT_CORS_ORIGINS.to_owned(),
+            invite_ttl_secs: DEFAULT_INVITE_TTL_SECS,
+            session_ttl_secs: DEFAULT_SESSION_TTL_SECS,
+            chat_duration_secs: DEFAULT_CHAT_DURATION_SECS,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_chat_chars: DEFAULT_MAX_CHAT_CHARS,
+            event_rate: DEFAULT_EVENT_RATE,
+            event_burst: DEFAULT_EVENT_BURST,
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            log_format: LogFormat::Text,
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+        }
+    }
+}
+
+impl Config {
+    /// The database URL in force: the configured one, or the default SQLite file.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("consultd.sqlite3").display()
+            ),
+        }
+    }
+
+    /// The role mapping from the three role lists.
+    pub fn role_map(&self) -> Result<consultd_domain::RoleMap, consultd_domain::RoleMapError> {
+        consultd_domain::RoleMap::new(&self.host_roles, &self.guest_roles, &self.admin_roles)
+    }
+
+    /// The engine-level frame limit: above the event limit, so that an
+    /// oversized event can still be read and answered `too_large` instead of
+    /// the connection being dropped.
+    pub fn engine_max_payload(&self) -> u64 {
+        let floor = 1024 * 1024;
+        (self.max_event_bytes.saturating_mul(2)).max(floor) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_defaults_match_config_default() {
+        // Parsed without the environment's influence on these fields.
+        let cli = Cli::try_parse_from(["consultd"]).unwrap();
+        let d = Config::default();
+        let c = cli.config;
+        if std::env::var_os("PORT").is_none() {
+            assert_eq!(c.port, d.port);
+        }
+        if std::env::var_os("HOST").is_none() {
+            assert_eq!(c.host, d.host);
+        }
+        assert_eq!(c.host_roles, d.host_roles);
+        assert_eq!(c.guest_roles, d.guest_roles);
+        assert_eq!(c.admin_roles, d.admin_roles);
+        assert_eq!(c.max_event_bytes, d.max_event_bytes);
+        assert_eq!(c.invite_ttl_secs, d.invite_ttl_secs);
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn subcommands_and_global_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "consultd", "token", "--sub", "42", "--role", "doctor", "--ttl", "90s", "--port",
+            "5000",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Token(t)) => {
+                assert_eq!(t.sub, "42");
+                assert_eq!(t.ttl, Duration::from_secs(90));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cli.config.port, 5000);
+        let cli = Cli::try_parse_from(["consultd", "migrate", "status"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Migrate {
+                action: MigrateAction::Status,
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from([
+            "consultd",
+            "--host-roles",
+            "tutor,coach",
+            "--jwt-algorithm",
+            "RS256",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.host_roles, ["tutor", "coach"]);
+        assert_eq!(cli.config.jwt_algorithm, JwtAlgorithm::Rs256);
+        assert!(Cli::try_parse_from(["consultd", "--port", "nope"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "consultd", "token", "--sub", "1", "--role", "x", "--ttl", "soon"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn default_database_is_a_sqlite_file_in_the_data_dir() {
+        let c = Config {
+            data_dir: PathBuf::from("/var/lib/consultd"),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.effective_database_url(),
+            "sqlite:///var/lib/consultd/consultd.sqlite3?mode=rwc"
+        );
+        let c = Config {
+            database_url: Some("postgres://x@y/z".into()),
+            ..Config::default()
+        };
+        assert_eq!(c.effective_database_url(), "postgres://x@y/z");
+    }
+
+    #[test]
+    fn engine_limit_stays_above_the_event_limit() {
+        let c = Config::default();
+        assert!(c.engine_max_payload() >= 1024 * 1024);
+        let c = Config {
+            max_event_bytes: 4 * 1024 * 1024,
+            ..Config::default()
+        };
+        assert!(c.engine_max_payload() > 4 * 1024 * 1024);
+    }
+}

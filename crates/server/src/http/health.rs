@@ -1,0 +1,37 @@
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult, Ok200};
+use crate::state::AppState;
+
+/// Liveness: the process answers.
+pub(super) async fn healthz() -> Ok200<Value> {
+    Ok200(json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers within two seconds.
+pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Value> {
+    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+        Ok(Ok(())) => Ok(Ok200(json!({ "status": "ready" }))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Err(ApiError::Unavailable("the database is unreachable".into()))
+        }
+        Err(_) => Err(ApiError::Unavailable(
+            "the database did not answer in time".into(),
+        )),
+    }
+}
+
+/// Prometheus text exposition; not enveloped, scrapers expect the raw format.
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.metrics.run_upkeep();
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,23 @@
+use serde::Serialize;
+
+use super::AuthUser;
+use crate::error::Ok200;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Me {
+    user_id: String,
+    role: String,
+    role_class: &'static str,
+    name: Option<String>,
+}
+
+/// Who the token says the caller is; a quick way to check a token.
+pub(super) async fn me(AuthUser(p): AuthUser) -> Ok200<Me> {
+    Ok200(Me {
+        user_id: p.user_id.to_string(),
+        role: p.role.to_string(),
+        role_class: p.class.as_str(),
+        name: p.name,
+    })
+}

@@ -1,0 +1,263 @@
+//! consultd's server: configuration, the axum REST API and Socket.IO on one
+//! port, and the process lifecycle (start, serve, graceful shutdown).
+//!
+//! Code tour: [`config`] (flags and env), [`keys`] + [`auth`] (JWT identity),
+//! [`http`] (REST), [`socket`] (Socket.IO), [`error`] (one error type for
+//! both), [`telemetry`] (logs and metrics).
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod socket;
+pub mod state;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Request};
+use consultd_persistence::Db;
+use socketioxide::SocketIo;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Authenticator;
+use crate::config::{Cli, Command, Config, MigrateAction, TokenArgs};
+use crate::keys::{KeySource, Keys};
+use crate::state::AppState;
+
+/// Why the server could not start (or stop cleanly).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    #[error("role mapping: {0}")]
+    Roles(#[from] consultd_domain::RoleMapError),
+    #[error("database: {0}")]
+    Db(#[from] consultd_persistence::RepoError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid CORS origin `{0}`")]
+    Cors(String),
+    #[error("{0}")]
+    Token(#[from] auth::MintError),
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    io: SocketIo,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// The address it listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The Socket.IO handle, to emit to rooms.
+    pub fn io(&self) -> &SocketIo {
+        &self.io
+    }
+
+    /// Stops accepting, closes every socket's transport (clients see a
+    /// transport close and reconnect elsewhere), waits for in-flight requests
+    /// up to the grace period, then closes the database pool.
+    pub async fn shutdown(mut self) -> Result<(), StartError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.io.close().await;
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        match tokio::time::timeout(grace, &mut self.task).await {
+            Ok(Ok(res)) => res?,
+            Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
+            Err(_) => {
+                tracing::warn!("connections still open after the grace period; closing them");
+                self.task.abort();
+            }
+        }
+        if let Err(e) = self.state.db.conn().clone().close().await {
+            tracing::warn!(error = %e, "closing the database pool");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The verifier (and, with a private key or secret, the minter) for `config`.
+pub fn authenticator(config: &Config) -> Result<Authenticator, StartError> {
+    let keys = Keys::load(config)?;
+    match &keys.source {
+        KeySource::Configured => {}
+        KeySource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "no JWT_SECRET configured: generated a random secret (mode 0600); `consultd token` uses the same file"
+        ),
+        KeySource::Loaded(path) => {
+            tracing::info!(path = %path.display(), "using the JWT secret generated on an earlier run")
+        }
+    }
+    Ok(Authenticator::new(
+        keys,
+        &config.role_claim,
+        config.role_map()?,
+    ))
+}
+
+async fn open_database(config: &Config) -> Result<Db, StartError> {
+    if config
+        .database_url
+        .as_deref()
+        .is_none_or(|u| u.trim().is_empty())
+    {
+        std::fs::create_dir_all(&config.data_dir)?;
+    }
+    Ok(Db::connect(&config.effective_database_url()).await?)
+}
+
+/// Starts serving on `config.host:config.port`; returns once it listens.
+pub async fn start(config: Config) -> Result<Server, StartError> {
+    let auth = Arc::new(authenticator(&config)?);
+    let db = open_database(&config).await?;
+    db.migrate_up().await?;
+    let config = Arc::new(config);
+    let state = AppState {
+        config: config.clone(),
+        db,
+        auth,
+        metrics: telemetry::metrics_handle(),
+    };
+
+    let (io_layer, io) = socket::build(state.clone());
+    let app = http::router(state.clone())
+        .layer(io_layer)
+        .layer(cors(&config.cors_origins)?)
+        .layer(
+            // Path only: a query string can carry `?token=`, which never goes in a log.
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        );
+
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, database = ?state.db.backend(), "consultd listening");
+    Ok(Server {
+        addr,
+        state,
+        io,
+        stop: Some(stop),
+        task,
+    })
+}
+
+fn cors(origins: &str) -> Result<CorsLayer, StartError> {
+    let layer = CorsLayer::new()
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(Duration::from_secs(600));
+    let origins: Vec<&str> = origins
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() || origins.contains(&"*") {
+        return Ok(layer.allow_origin(AllowOrigin::any()));
+    }
+    let list = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).map_err(|_| StartError::Cors((*o).to_owned())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(layer
+        .allow_origin(AllowOrigin::list(list))
+        .allow_credentials(true))
+}
+
+/// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let server = start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+/// Runs the command line: `serve` (default), `migrate`, `token`.
+pub async fn run(cli: Cli) -> Result<(), StartError> {
+    telemetry::init_logging(&cli.config);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::Migrate { action, steps } => migrate(&cli.config, action, steps).await,
+        Command::Token(args) => {
+            println!("{}", mint(&cli.config, &args)?);
+            Ok(())
+        }
+    }
+}
+
+async fn migrate(config: &Config, action: MigrateAction, steps: u32) -> Result<(), StartError> {
+    let db = open_database(config).await?;
+    match action {
+        MigrateAction::Up => db.migrate_up().await?,
+        MigrateAction::Down => db.migrate_down(steps).await?,
+        MigrateAction::Status => {}
+    }
+    for m in db.migration_status().await? {
+        println!(
+            "{} {}",
+            if m.applied { "applied" } else { "pending" },
+            m.name
+        );
+    }
+    Ok(())
+}
+
+/// The token `consultd token` prints.
+pub fn mint(config: &Config, args: &TokenArgs) -> Result<String, StartError> {
+    let auth = authenticator(config)?;
+    Ok(auth.mint(
+        &args.sub,
+        &args.role,
+        args.name.as_deref(),
+        args.ttl.as_secs(),
+    )?)
+}

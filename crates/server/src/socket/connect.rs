@@ -1,0 +1,61 @@
+use std::sync::Arc;
+
+use consultd_domain::Principal;
+use serde_json::Value;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::DisconnectReason;
+use tracing::Instrument;
+
+use super::dispatch::{Dispatcher, SocketCtx};
+use crate::auth::{AuthError, handshake_token};
+use crate::state::AppState;
+use crate::telemetry::{SOCKET_CONNECTIONS, SOCKET_REFUSED, SOCKETS_CONNECTED};
+
+/// The connect middleware: authenticates the handshake and, on success,
+/// wires the socket up completely before socketioxide sends CONNECT.
+pub(super) async fn authenticate(
+    state: AppState,
+    socket: SocketRef,
+    auth: Option<Value>,
+) -> Result<(), AuthError> {
+    let principal = match identify(&state, &socket, auth.unwrap_or(Value::Null)) {
+        Ok(p) => p,
+        Err(e) => {
+            metrics::counter!(SOCKET_REFUSED, "reason" => e.to_string()).increment(1);
+            tracing::info!(sid = %socket.id, reason = %e, "socket refused");
+            return Err(e);
+        }
+    };
+    let ctx = Arc::new(SocketCtx::new(socket.id, principal, &state));
+    socket.join(ctx.principal.user_id.room());
+    socket.extensions.insert(ctx.clone());
+    socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone()));
+    socket.on_disconnect(async move |socket: SocketRef, reason: DisconnectReason| {
+        let span = ctx.span.clone();
+        async move {
+            metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
+            tracing::info!(%reason, "socket disconnected");
+            drop(socket);
+        }
+        .instrument(span)
+        .await;
+    });
+    Ok(())
+}
+
+fn identify(state: &AppState, socket: &SocketRef, auth: Value) -> Result<Principal, AuthError> {
+    let parts = socket.req_parts();
+    let token = handshake_token(&auth, parts.uri.query(), &parts.headers)?
+        .ok_or(AuthError::Unauthorized)?;
+    state.auth.verify(&token)
+}
+
+/// Runs after CONNECT has been sent; nothing the client may send depends on it.
+pub(super) async fn on_connect(socket: SocketRef) {
+    metrics::gauge!(SOCKETS_CONNECTED).increment(1.0);
+    metrics::counter!(SOCKET_CONNECTIONS).increment(1);
+    if let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() {
+        let _entered = ctx.span.enter();
+        tracing::info!(transport = ?socket.transport_type(), protocol = ?socket.protocol(), "socket connected");
+    }
+}

@@ -1,0 +1,36 @@
+//! Socket.IO on the root namespace.
+//!
+//! Two choices here carry the contract's guarantees:
+//! - Everything a socket needs — identity, its `user:<id>` room, its event
+//!   handler — is set up in the connect *middleware*, which socketioxide runs
+//!   before it sends CONNECT. An event emitted inside the client's `connect`
+//!   callback therefore always finds its handler (socketioxide spawns the
+//!   connect *handler* only after CONNECT is out).
+//! - Events go through one synchronous [`dispatch::Dispatcher`] instead of
+//!   socketioxide's per-event spawned tasks, so one socket's events are
+//!   handled in the order they arrived.
+
+mod connect;
+mod dispatch;
+
+use socketioxide::SocketIo;
+use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+
+use crate::state::AppState;
+
+pub use dispatch::EVENTS;
+
+/// Builds the Socket.IO layer for axum and the handle used to emit and to close.
+pub fn build(state: AppState) -> (SocketIoLayer, SocketIo) {
+    let (layer, io) = SocketIo::builder()
+        .max_payload(state.config.engine_max_payload())
+        .build_layer();
+    let authenticate = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
+        let state = state.clone();
+        async move { connect::authenticate(state, socket, auth.ok()).await }
+    };
+    io.ns("/", connect::on_connect.with(authenticate));
+    (layer, io)
+}

@@ -1,0 +1,68 @@
+//! Logs (tracing) and metrics (Prometheus text at `/metrics`).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+pub const SOCKETS_CONNECTED: &str = "consultd_sockets_connected";
+pub const SOCKET_CONNECTIONS: &str = "consultd_socket_connections_total";
+pub const SOCKET_REFUSED: &str = "consultd_socket_refused_total";
+pub const SOCKET_EVENTS: &str = "consultd_socket_events_total";
+pub const HTTP_REQUESTS: &str = "consultd_http_requests_total";
+pub const HTTP_DURATION: &str = "consultd_http_request_duration_seconds";
+
+/// Installs the log subscriber. A second call (tests start several servers
+/// in one process) keeps the first subscriber.
+pub fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder: the `metrics` macros write to one
+/// global recorder, so every server in the process shares this handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(HTTP_DURATION.to_owned()),
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    handle
+                }
+                // Someone else installed a global recorder first (an embedding
+                // application): keep a detached one so /metrics still answers.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_gauge!(SOCKETS_CONNECTED, "Socket.IO sockets connected now");
+    metrics::describe_counter!(SOCKET_CONNECTIONS, "Socket.IO connections accepted");
+    metrics::describe_counter!(SOCKET_REFUSED, "Socket.IO connections refused, by reason");
+    metrics::describe_counter!(SOCKET_EVENTS, "Socket.IO events received, by event name");
+    metrics::describe_counter!(HTTP_REQUESTS, "REST requests, by method, route and status");
+    metrics::describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "REST request latency"
+    );
+}

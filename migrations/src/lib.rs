@@ -1,0 +1,16 @@
+//! consultd's schema, one migration per file; the migration's name is its
+//! file name. They run at server start and with `consultd migrate`.
+
+use sea_orm_migration::prelude::*;
+
+pub mod m20261121_000001_create_audit_logs;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_create_audit_logs::Migration)]
+    }
+}
