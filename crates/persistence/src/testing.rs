@@ -65,13 +65,13 @@ impl TestDatabase {
 
     /// Drops the PostgreSQL schema (the SQLite directory goes on drop).
     pub async fn cleanup(mut self) {
-        if let Some((base, schema)) = self.pg.take() {
-            if let Ok(admin) = Database::connect(base.as_str()).await {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                    .await;
-                let _ = admin.close().await;
-            }
+        if let Some((base, schema)) = self.pg.take()
+            && let Ok(admin) = Database::connect(base.as_str()).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await;
+            let _ = admin.close().await;
         }
     }
 }

@@ -7,14 +7,14 @@ use consultd_persistence::{AuditRepo, Backend, Db, NewAuditEntry};
 
 async fn databases() -> Vec<TestDatabase> {
     let mut all = vec![TestDatabase::sqlite()];
-    if let Ok(url) = std::env::var(TEST_DATABASE_URL) {
-        if !url.is_empty() {
-            all.push(
-                TestDatabase::postgres(&url)
-                    .await
-                    .expect("create pg schema"),
-            );
-        }
+    if let Ok(url) = std::env::var(TEST_DATABASE_URL)
+        && !url.is_empty()
+    {
+        all.push(
+            TestDatabase::postgres(&url)
+                .await
+                .expect("create pg schema"),
+        );
     }
     all
 }

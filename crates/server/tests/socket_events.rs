@@ -14,14 +14,22 @@ async fn an_emit_right_after_connect_is_never_lost() {
     for round in 0..50 {
         let mut c = app.connect(&token).await;
         // No wait between the CONNECT answer and the emit, as in a `connect` callback.
-        let ack = c.emit_ack("identify_as_doctor", json!({ "doctorId": 1 })).await;
+        let ack = c
+            .emit_ack("identify_as_doctor", json!({ "doctorId": 1 }))
+            .await;
         assert_eq!(ack, json!({ "ok": true }), "round {round}");
         c.disconnect();
     }
     // The same for Engine.IO v3 clients, connected to "/" implicitly.
     for round in 0..50 {
-        let mut c = SioClient::connect(app.addr, Handshake::query(&token).legacy()).await.unwrap();
-        assert_eq!(c.emit_ack("identify_as_doctor", json!({})).await, json!({ "ok": true }), "v3 round {round}");
+        let mut c = SioClient::connect(app.addr, Handshake::query(&token).legacy())
+            .await
+            .unwrap();
+        assert_eq!(
+            c.emit_ack("identify_as_doctor", json!({})).await,
+            json!({ "ok": true }),
+            "v3 round {round}"
+        );
         c.disconnect();
     }
     app.stop().await;
@@ -30,9 +38,19 @@ async fn an_emit_right_after_connect_is_never_lost() {
 #[tokio::test]
 async fn identify_as_doctor_is_for_hosts_only() {
     let app = TestApp::spawn().await;
-    for (role, ok) in [("doctor", true), ("teacher", true), ("mechanic", true), ("patient", false), ("learner", false), ("customer", false), ("admin", false)] {
+    for (role, ok) in [
+        ("doctor", true),
+        ("teacher", true),
+        ("mechanic", true),
+        ("patient", false),
+        ("learner", false),
+        ("customer", false),
+        ("admin", false),
+    ] {
         let mut c = app.connect(&app.token("9", role)).await;
-        let ack = c.emit_ack("identify_as_doctor", json!({ "anything": [1, 2] })).await;
+        let ack = c
+            .emit_ack("identify_as_doctor", json!({ "anything": [1, 2] }))
+            .await;
         if ok {
             assert_eq!(ack, json!({ "ok": true }), "{role}");
         } else {
@@ -69,17 +87,28 @@ async fn oversized_events_are_answered_too_large_and_the_socket_survives() {
     let app = TestApp::spawn().await;
     let mut c = app.connect(&app.token("4", "doctor")).await;
     let big = "x".repeat(70 * 1024);
-    let ack = c.emit_ack("identify_as_doctor", json!({ "blob": big })).await;
+    let ack = c
+        .emit_ack("identify_as_doctor", json!({ "blob": big }))
+        .await;
     assert_eq!(ack["error"]["code"], "too_large");
     // Up to the 1 MiB frame limit the answer still comes back.
     let huge = "y".repeat(900 * 1024);
-    let ack = c.emit_ack("identify_as_doctor", json!({ "blob": huge })).await;
+    let ack = c
+        .emit_ack("identify_as_doctor", json!({ "blob": huge }))
+        .await;
     assert_eq!(ack["error"]["code"], "too_large");
     c.emit("identify_as_doctor", json!({ "blob": big }));
-    assert_eq!(c.expect_event("error").await[0]["error"]["code"], "too_large");
+    assert_eq!(
+        c.expect_event("error").await[0]["error"]["code"],
+        "too_large"
+    );
     // Just under the limit is fine.
     let fits = "z".repeat(60 * 1024);
-    assert_eq!(c.emit_ack("identify_as_doctor", json!({ "blob": fits })).await, json!({ "ok": true }));
+    assert_eq!(
+        c.emit_ack("identify_as_doctor", json!({ "blob": fits }))
+            .await,
+        json!({ "ok": true })
+    );
     app.stop().await;
 }
 
@@ -92,7 +121,9 @@ async fn a_flooding_socket_is_rate_limited_alone() {
     .await;
     let mut flood = app.connect(&app.token("5", "doctor")).await;
     let mut quiet = app.connect(&app.token("6", "doctor")).await;
-    let pending: Vec<_> = (0..30).map(|_| flood.emit_ack_later("identify_as_doctor", json!({}))).collect();
+    let pending: Vec<_> = (0..30)
+        .map(|_| flood.emit_ack_later("identify_as_doctor", json!({})))
+        .collect();
     let mut limited = 0;
     let mut passed = 0;
     for rx in pending {
@@ -103,13 +134,22 @@ async fn a_flooding_socket_is_rate_limited_alone() {
             other => panic!("{other:?}"),
         }
     }
-    assert!(passed >= 5 && passed <= 7, "burst of 5 (+ refill) passes: {passed}");
+    assert!(
+        (5..=7).contains(&passed),
+        "burst of 5 (+ refill) passes: {passed}"
+    );
     assert_eq!(limited + passed, 30);
     // Another user's socket has its own bucket.
-    assert_eq!(quiet.emit_ack("identify_as_doctor", json!({})).await, json!({ "ok": true }));
+    assert_eq!(
+        quiet.emit_ack("identify_as_doctor", json!({})).await,
+        json!({ "ok": true })
+    );
     // The flooder recovers once the bucket refills.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(flood.emit_ack("identify_as_doctor", json!({})).await, json!({ "ok": true }));
+    assert_eq!(
+        flood.emit_ack("identify_as_doctor", json!({})).await,
+        json!({ "ok": true })
+    );
     app.stop().await;
 }
 
@@ -147,7 +187,10 @@ async fn malformed_packets_neither_crash_nor_disturb_others() {
     let c = app.connect(&token).await;
     c.send_raw("4277[12,{}]");
     c.closed().await;
-    assert_eq!(bystander.emit_ack("identify_as_doctor", json!({})).await, json!({ "ok": true }));
+    assert_eq!(
+        bystander.emit_ack("identify_as_doctor", json!({})).await,
+        json!({ "ok": true })
+    );
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     app.stop().await;
@@ -157,11 +200,27 @@ async fn malformed_packets_neither_crash_nor_disturb_others() {
 async fn every_socket_of_a_user_joins_their_user_room() {
     let app = TestApp::spawn().await;
     let mut tab1 = app.connect(&app.token("42", "patient")).await;
-    let mut tab2 = SioClient::connect(app.addr, Handshake::query(&app.token("42", "patient")).legacy()).await.unwrap();
+    let mut tab2 = SioClient::connect(
+        app.addr,
+        Handshake::query(&app.token("42", "patient")).legacy(),
+    )
+    .await
+    .unwrap();
     let mut other = app.connect(&app.token("43", "patient")).await;
-    app.server().io().to("user:42").emit("ping_user", &json!({ "n": 1 })).await.unwrap();
-    assert_eq!(tab1.expect_event("ping_user").await, vec![json!({ "n": 1 })]);
-    assert_eq!(tab2.expect_event("ping_user").await, vec![json!({ "n": 1 })]);
+    app.server()
+        .io()
+        .to("user:42")
+        .emit("ping_user", &json!({ "n": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(
+        tab1.expect_event("ping_user").await,
+        vec![json!({ "n": 1 })]
+    );
+    assert_eq!(
+        tab2.expect_event("ping_user").await,
+        vec![json!({ "n": 1 })]
+    );
     other.expect_silence(Duration::from_millis(300)).await;
     app.stop().await;
 }
@@ -174,6 +233,13 @@ async fn shutdown_closes_sockets_so_clients_can_reconnect_elsewhere() {
     let started = std::time::Instant::now();
     app.stop().await;
     c.closed().await;
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }

@@ -60,7 +60,11 @@ impl TestApp {
     }
 
     pub fn token(&self, sub: &str, role: &str) -> String {
-        self.server().state().auth.mint(sub, role, Some(&format!("{role} {sub}")), 3600).unwrap()
+        self.server()
+            .state()
+            .auth
+            .mint(sub, role, Some(&format!("{role} {sub}")), 3600)
+            .unwrap()
     }
 
     pub fn server(&self) -> &Server {
@@ -78,7 +82,9 @@ impl TestApp {
 
     /// A Socket.IO v5 (client 3.x/4.x) connection over websocket with `auth.token`.
     pub async fn connect(&self, token: &str) -> SioClient {
-        SioClient::connect(self.addr, Handshake::auth(token)).await.expect("connected")
+        SioClient::connect(self.addr, Handshake::auth(token))
+            .await
+            .expect("connected")
     }
 }
 
@@ -110,13 +116,22 @@ pub struct Handshake {
 
 impl Handshake {
     pub fn auth(token: &str) -> Self {
-        Self { auth: Some(json!({ "token": token })), ..Self::default() }
+        Self {
+            auth: Some(json!({ "token": token })),
+            ..Self::default()
+        }
     }
     pub fn query(token: &str) -> Self {
-        Self { query: Some(format!("token={token}")), ..Self::default() }
+        Self {
+            query: Some(format!("token={token}")),
+            ..Self::default()
+        }
     }
     pub fn bearer(token: &str) -> Self {
-        Self { bearer: Some(token.to_owned()), ..Self::default() }
+        Self {
+            bearer: Some(token.to_owned()),
+            ..Self::default()
+        }
     }
     pub fn legacy(mut self) -> Self {
         self.legacy = true;
@@ -155,7 +170,10 @@ impl SioClient {
 
     /// Connects and returns as soon as the CONNECT answer is read, so the
     /// caller's next emit is as early as one from a `connect` callback.
-    pub async fn try_connect(addr: std::net::SocketAddr, hs: Handshake) -> (ConnectOutcome, Option<SioClient>) {
+    pub async fn try_connect(
+        addr: std::net::SocketAddr,
+        hs: Handshake,
+    ) -> (ConnectOutcome, Option<SioClient>) {
         let eio = if hs.legacy { 3 } else { 4 };
         let mut url = format!("ws://{addr}/socket.io/?EIO={eio}&transport=websocket");
         if let Some(q) = &hs.query {
@@ -164,9 +182,12 @@ impl SioClient {
         }
         let mut req = url.into_client_request().unwrap();
         if let Some(b) = &hs.bearer {
-            req.headers_mut().insert("authorization", format!("Bearer {b}").parse().unwrap());
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {b}").parse().unwrap());
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket upgrade");
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket upgrade");
         let (mut sink, mut stream) = ws.split();
 
         let open = next_text(&mut stream).await.expect("engine.io open");
@@ -197,11 +218,16 @@ impl SioClient {
                 .unwrap_or_default();
             ConnectOutcome::Connected(sid)
         } else if let Some(rest) = answer.strip_prefix("44") {
-            return (ConnectOutcome::Refused(serde_json::from_str(rest).unwrap_or(Value::Null)), None);
+            return (
+                ConnectOutcome::Refused(serde_json::from_str(rest).unwrap_or(Value::Null)),
+                None,
+            );
         } else {
             panic!("unexpected connect answer {answer}");
         };
-        let ConnectOutcome::Connected(sid) = &outcome else { unreachable!() };
+        let ConnectOutcome::Connected(sid) = &outcome else {
+            unreachable!()
+        };
 
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -232,7 +258,8 @@ impl SioClient {
                 } else if let Some(rest) = text.strip_prefix("43") {
                     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
                     let id: u64 = digits.parse().unwrap_or(u64::MAX);
-                    let body: Value = serde_json::from_str(&rest[digits.len()..]).unwrap_or(Value::Null);
+                    let body: Value =
+                        serde_json::from_str(&rest[digits.len()..]).unwrap_or(Value::Null);
                     let first = body.get(0).cloned().unwrap_or(Value::Null);
                     if let Some(tx) = reader_acks.lock().unwrap().remove(&id) {
                         let _ = tx.send(first);
@@ -267,7 +294,10 @@ impl SioClient {
     /// Emits with an ack and waits for the answer.
     pub async fn emit_ack(&mut self, event: &str, data: Value) -> Value {
         let rx = self.emit_ack_later(event, data);
-        tokio::time::timeout(WAIT, rx).await.expect("ack in time").expect("ack")
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("ack in time")
+            .expect("ack")
     }
 
     pub fn emit_ack_later(&mut self, event: &str, data: Value) -> oneshot::Receiver<Value> {
@@ -302,7 +332,9 @@ impl SioClient {
 
     /// Waits until the server closes the connection.
     pub async fn closed(&self) {
-        tokio::time::timeout(WAIT, self.closed.notified()).await.expect("closed in time");
+        tokio::time::timeout(WAIT, self.closed.notified())
+            .await
+            .expect("closed in time");
     }
 
     pub fn disconnect(self) {
