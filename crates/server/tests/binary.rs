@@ -233,3 +233,41 @@ fn bad_configuration_fails_fast_with_a_message() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = temp_dir();
+    let port = free_port();
+    let log_path = dir.join("consultd.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = consultd(&dir)
+        .env("PORT", port.to_string())
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_healthy(port, &mut child).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "consultd listening" && l["addr"].is_string()),
+        "{logs}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string())
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -130,43 +130,22 @@ async fn bad_tokens_are_refused_with_the_contract_words_over_every_source() {
 #[tokio::test]
 async fn no_token_at_all_is_unauthorized() {
     let app = TestApp::spawn().await;
-    refused_with(
-        SioClient::connect(app.addr, Handshake::default()).await,
-        "unauthorized",
-        "v5 no auth",
-    );
-    let empty_auth = Handshake {
-        auth: Some(json!({})),
+    let with_auth = |auth: Value| Handshake {
+        auth: Some(auth),
         ..Handshake::default()
     };
-    refused_with(
-        SioClient::connect(app.addr, empty_auth).await,
-        "unauthorized",
-        "v5 {}",
-    );
-    let wrong_type = Handshake {
-        auth: Some(json!({ "token": 42 })),
-        ..Handshake::default()
-    };
-    refused_with(
-        SioClient::connect(app.addr, wrong_type).await,
-        "unauthorized",
-        "v5 numeric token",
-    );
-    let not_object = Handshake {
-        auth: Some(json!("just a string")),
-        ..Handshake::default()
-    };
-    refused_with(
-        SioClient::connect(app.addr, not_object).await,
-        "unauthorized",
-        "v5 string auth",
-    );
-    refused_with(
-        SioClient::connect(app.addr, Handshake::default().legacy()).await,
-        "unauthorized",
-        "v4",
-    );
+    let cases = [
+        ("v5 no auth", Handshake::default()),
+        ("v5 {}", with_auth(json!({}))),
+        ("v5 numeric token", with_auth(json!({ "token": 42 }))),
+        ("v5 string auth", with_auth(json!("just a string"))),
+        ("v5 whitespace token", with_auth(json!({ "token": "   " }))),
+        ("v4 nothing", Handshake::default().legacy()),
+        ("v4 empty query token", Handshake::query("").legacy()),
+    ];
+    for (what, hs) in cases {
+        refused_with(SioClient::connect(app.addr, hs).await, "unauthorized", what);
+    }
     app.stop().await;
 }
 
