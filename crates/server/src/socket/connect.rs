@@ -4,7 +4,6 @@ use consultd_domain::Principal;
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
-use tracing::Instrument;
 
 use super::dispatch::{Dispatcher, SocketCtx};
 use crate::auth::{AuthError, handshake_token};
@@ -30,15 +29,10 @@ pub(super) async fn authenticate(
     socket.join(ctx.principal.user_id.room());
     socket.extensions.insert(ctx.clone());
     socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone()));
-    socket.on_disconnect(async move |socket: SocketRef, reason: DisconnectReason| {
-        let span = ctx.span.clone();
-        async move {
-            metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
-            tracing::info!(%reason, "socket disconnected");
-            drop(socket);
-        }
-        .instrument(span)
-        .await;
+    socket.on_disconnect(async move |reason: DisconnectReason| {
+        metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
+        let _entered = ctx.span.enter();
+        tracing::info!(%reason, "socket disconnected");
     });
     Ok(())
 }
