@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{Handshake, SioClient};
@@ -62,20 +62,27 @@ async fn wait_healthy(port: u16, child: &mut Child) {
     }
 }
 
-#[tokio::test]
-async fn zero_config_serve_token_and_sigterm() {
-    let dir = temp_dir();
+/// Starts `consultd` on a free port with `env`, its output in `<dir>/<log>`,
+/// and waits until it is healthy.
+async fn serve(dir: &Path, log: &str, env: &[(&str, &str)]) -> (Child, u16, PathBuf) {
     let port = free_port();
-    let log_path = dir.join("consultd.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = consultd(&dir)
+    let log_path = dir.join(log);
+    let file = std::fs::File::create(&log_path).unwrap();
+    let mut child = consultd(dir)
         .env("PORT", port.to_string())
-        .env("LOG_LEVEL", "debug")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
+        .envs(env.iter().copied())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
         .spawn()
         .unwrap();
     wait_healthy(port, &mut child).await;
+    (child, port, log_path)
+}
+
+#[tokio::test]
+async fn zero_config_serve_token_and_sigterm() {
+    let dir = temp_dir();
+    let (mut child, port, log_path) = serve(&dir, "consultd.log", &[("LOG_LEVEL", "debug")]).await;
 
     // The secret was generated beside the SQLite database, owner-only.
     let secret_file = dir.join("jwt-secret");
@@ -159,14 +166,7 @@ async fn zero_config_serve_token_and_sigterm() {
     assert!(!logs.contains(secret.trim()), "the secret reached the logs");
 
     // A second start reuses the secret: the old token still works.
-    let port2 = free_port();
-    let mut child = consultd(&dir)
-        .env("PORT", port2.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_healthy(port2, &mut child).await;
+    let (mut child, port2, _) = serve(&dir, "second.log", &[]).await;
     let addr2 = format!("127.0.0.1:{port2}").parse().unwrap();
     assert!(
         SioClient::connect(addr2, Handshake::auth(&token))
@@ -237,17 +237,7 @@ fn bad_configuration_fails_fast_with_a_message() {
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let dir = temp_dir();
-    let port = free_port();
-    let log_path = dir.join("consultd.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = consultd(&dir)
-        .env("PORT", port.to_string())
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_healthy(port, &mut child).await;
+    let (mut child, _, log_path) = serve(&dir, "consultd.log", &[("LOG_FORMAT", "json")]).await;
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

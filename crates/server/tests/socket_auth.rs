@@ -202,14 +202,9 @@ async fn the_first_non_empty_source_is_the_one_used() {
 async fn a_refused_polling_handshake_gets_the_same_word() {
     let app = TestApp::spawn().await;
     let http = &app.http;
-    let open = http
-        .get(app.url("/socket.io/?EIO=4&transport=polling"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let get =
+        |url: String| async move { http.get(url).send().await.unwrap().text().await.unwrap() };
+    let open = get(app.url("/socket.io/?EIO=4&transport=polling")).await;
     assert!(open.starts_with('0'), "{open}");
     let sid = serde_json::from_str::<Value>(&open[1..]).unwrap()["sid"]
         .as_str()
@@ -226,14 +221,7 @@ async fn a_refused_polling_handshake_gets_the_same_word() {
         .await
         .unwrap();
     assert!(post.status().is_success());
-    let answer = http
-        .get(app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let answer = get(app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}"))).await;
     // Polling payloads are record-separated; a ping may ride along.
     assert_eq!(
         answer.split('\u{1e}').next(),
