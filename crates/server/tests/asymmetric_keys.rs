@@ -105,13 +105,7 @@ async fn es256_tokens_verify_with_an_inline_public_key() {
         &key,
         &json!({ "sub": "p-1", "role": "patient", "exp": now_secs() + 600 }),
     );
-    let res = app
-        .http
-        .get(app.url("/api/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as("/api/me", &token).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["data"]["userId"], "p-1");
@@ -120,13 +114,7 @@ async fn es256_tokens_verify_with_an_inline_public_key() {
         json!({ "sub": "p-1", "role": "patient", "exp": now_secs() + 600 }),
         SECRET,
     );
-    let res = app
-        .http
-        .get(app.url("/api/me"))
-        .bearer_auth(&hs)
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as("/api/me", &hs).await;
     assert_eq!(res.status(), 401);
     app.stop().await;
 }

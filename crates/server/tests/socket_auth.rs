@@ -14,7 +14,7 @@ fn refused_with(outcome: Result<SioClient, Value>, word: &str, what: &str) {
 }
 
 /// The bad tokens of the issue, with the word each must be refused with.
-fn bad_tokens(app: &TestApp) -> Vec<(&'static str, String, &'static str)> {
+fn bad_tokens() -> Vec<(&'static str, String, &'static str)> {
     let exp = now_secs() + 600;
     let b64 = |v: Value| {
         const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -31,7 +31,6 @@ fn bad_tokens(app: &TestApp) -> Vec<(&'static str, String, &'static str)> {
         }
         out
     };
-    let _ = app;
     vec![
         ("garbage", "garbage.token.here".to_owned(), "unauthorized"),
         ("not a jwt", "hello".to_owned(), "unauthorized"),
@@ -108,7 +107,7 @@ async fn valid_tokens_connect_from_every_source_and_protocol() {
 #[tokio::test]
 async fn bad_tokens_are_refused_with_the_contract_words_over_every_source() {
     let app = TestApp::spawn().await;
-    for (what, token, word) in bad_tokens(&app) {
+    for (what, token, word) in bad_tokens() {
         let sources = [
             ("v5 auth", Handshake::auth(&token)),
             ("v5 query", Handshake::query(&token)),
