@@ -6,10 +6,22 @@
 //! virtual clock. The server crate owns I/O and calls into this crate.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod call;
 pub mod identity;
+pub mod ids;
+pub mod queue;
 pub mod rate;
+pub mod schedule;
 pub mod time;
+pub mod transition;
 
+pub use call::{Call, CallCommand, CallError, CallStatus, Party, Side};
 pub use identity::{Principal, Role, RoleClass, RoleMap, RoleMapError, UserId};
+pub use ids::{CallId, EntryId, ScheduleId};
+pub use queue::{
+    Busy, EntryChange, EntryState, EntryStatus, QueueEntry, QueueError, start_queue_call,
+};
 pub use rate::TokenBucket;
+pub use schedule::{Schedule, ScheduleCommand, ScheduleStatus, Slot};
 pub use time::{Timestamp, format_timestamp};
+pub use transition::{Status, Transition};

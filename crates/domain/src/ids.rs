@@ -1,0 +1,44 @@
+//! Ids of the aggregates. The domain never makes one: the caller passes new
+//! ids in (the server uses UUIDv7, so ids sort by creation time).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(raw: impl Into<String>) -> Self {
+                Self(raw.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A host's practice session (seed 001's "schedule").
+    ScheduleId
+);
+id_type!(
+    /// A guest's place in a schedule's queue.
+    EntryId
+);
+id_type!(
+    /// A call session: an invitation and, once confirmed, the call itself.
+    CallId
+);
