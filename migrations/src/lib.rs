@@ -4,6 +4,7 @@
 use sea_orm_migration::prelude::*;
 
 pub mod m20261121_000001_create_audit_logs;
+pub mod m20261121_000002_create_consultation;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_create_audit_logs::Migration)]
+        vec![
+            Box::new(m20261121_000001_create_audit_logs::Migration),
+            Box::new(m20261121_000002_create_consultation::Migration),
+        ]
     }
 }

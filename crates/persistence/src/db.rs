@@ -1,7 +1,10 @@
 use std::time::Duration;
 
 use consultd_migrations::Migrator;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::{MigrationStatus, MigratorTrait};
 
 use crate::RepoError;
@@ -66,6 +69,19 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A transaction for a state change. On SQLite it takes the write lock at
+    /// `BEGIN` (`IMMEDIATE`), so reads inside it are current and it never
+    /// fails half-way on a lock upgrade; on PostgreSQL rows are locked with
+    /// `SELECT … FOR UPDATE` by the repositories' `lock` methods.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, RepoError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: (self.backend == Backend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        Ok(self.conn.begin_with_options(options).await?)
     }
 
     /// A round trip to the database, for readiness checks.

@@ -14,3 +14,7 @@ pub mod testing;
 pub use db::{Backend, Db, MigrationState};
 pub use error::RepoError;
 pub use repo::audit::{AuditEntry, AuditRepo, NewAuditEntry};
+pub use repo::call::{CallRecord, CallRepo};
+pub use repo::queue::QueueRepo;
+pub use repo::schedule::ScheduleRepo;
+pub use sea_orm::{DatabaseTransaction, TransactionTrait};

@@ -1,3 +1,6 @@
 //! sea-orm entities, one module per table.
 
 pub mod audit_log;
+pub mod call_session;
+pub mod queue_entry;
+pub mod schedule;

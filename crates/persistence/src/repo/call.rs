@@ -1,0 +1,292 @@
+use consultd_domain::{
+    Call, CallId, CallStatus, EntryId, Party, ScheduleId, Side, Status, Timestamp, Transition,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use super::{expect_one, parse_status, user};
+use crate::RepoError;
+use crate::entity::call_session::{self, Column, Entity};
+
+/// A call and what it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub call: Call,
+    /// Set for queue calls (§4).
+    pub schedule_id: Option<ScheduleId>,
+    pub queue_entry_id: Option<EntryId>,
+    /// The caller's routing key for direct calls (§5).
+    pub appointment_id: Option<String>,
+    /// The signaling room (§3).
+    pub room_id: String,
+    /// `video` or `voice`.
+    pub call_type: String,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallRepo;
+
+fn side_str(side: Side) -> &'static str {
+    match side {
+        Side::Host => "host",
+        Side::Guest => "guest",
+    }
+}
+
+impl TryFrom<call_session::Model> for CallRecord {
+    type Error = RepoError;
+
+    fn try_from(m: call_session::Model) -> Result<Self, RepoError> {
+        let inviter = match m.inviter.as_str() {
+            "host" => Side::Host,
+            "guest" => Side::Guest,
+            other => return Err(RepoError::Corrupt(format!("unknown inviter `{other}`"))),
+        };
+        Ok(CallRecord {
+            call: Call {
+                id: CallId::new(m.id),
+                host: Party {
+                    user_id: user(m.host_id)?,
+                    name: m.host_name,
+                    peer_id: m.host_peer_id,
+                },
+                guest: Party {
+                    user_id: user(m.guest_id)?,
+                    name: m.guest_name,
+                    peer_id: m.guest_peer_id,
+                },
+                inviter,
+                status: parse_status(&m.status)?,
+                created_at: m.created_at,
+                expires_at: m.expires_at,
+                confirmed_at: m.confirmed_at,
+                ended_at: m.ended_at,
+            },
+            schedule_id: m.schedule_id.map(ScheduleId::new),
+            queue_entry_id: m.queue_entry_id.map(EntryId::new),
+            appointment_id: m.appointment_id,
+            room_id: m.room_id,
+            call_type: m.call_type,
+        })
+    }
+}
+
+fn live() -> Vec<&'static str> {
+    CallStatus::LIVE.iter().map(|s| s.as_str()).collect()
+}
+
+fn records(rows: Vec<call_session::Model>) -> Result<Vec<CallRecord>, RepoError> {
+    rows.into_iter().map(CallRecord::try_from).collect()
+}
+
+impl CallRepo {
+    /// Stores a new call; [`RepoError::Conflict`] when the host or the guest
+    /// already has a live call (unique indexes, race-free across nodes).
+    pub async fn insert<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        r: &CallRecord,
+    ) -> Result<(), RepoError> {
+        let c = &r.call;
+        let model = call_session::ActiveModel {
+            id: Set(c.id.to_string()),
+            host_id: Set(c.host.user_id.to_string()),
+            host_name: Set(c.host.name.clone()),
+            guest_id: Set(c.guest.user_id.to_string()),
+            guest_name: Set(c.guest.name.clone()),
+            inviter: Set(side_str(c.inviter).to_owned()),
+            status: Set(c.status.as_str().to_owned()),
+            schedule_id: Set(r.schedule_id.as_ref().map(ToString::to_string)),
+            queue_entry_id: Set(r.queue_entry_id.as_ref().map(ToString::to_string)),
+            appointment_id: Set(r.appointment_id.clone()),
+            room_id: Set(r.room_id.clone()),
+            call_type: Set(r.call_type.clone()),
+            host_peer_id: Set(c.host.peer_id.clone()),
+            guest_peer_id: Set(c.guest.peer_id.clone()),
+            created_at: Set(c.created_at),
+            expires_at: Set(c.expires_at),
+            confirmed_at: Set(c.confirmed_at),
+            ended_at: Set(c.ended_at),
+        };
+        Entity::insert(model).exec_without_returning(db).await?;
+        Ok(())
+    }
+
+    pub async fn find<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        id: &str,
+    ) -> Result<Option<CallRecord>, RepoError> {
+        Entity::find_by_id(id.to_owned())
+            .one(db)
+            .await?
+            .map(CallRecord::try_from)
+            .transpose()
+    }
+
+    /// Reads and row-locks (PostgreSQL) a call inside a write transaction.
+    pub async fn lock<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        id: &str,
+    ) -> Result<Option<CallRecord>, RepoError> {
+        Entity::find_by_id(id.to_owned())
+            .lock_exclusive()
+            .one(db)
+            .await?
+            .map(CallRecord::try_from)
+            .transpose()
+    }
+
+    /// Compare-and-set of the status, with the timestamps the move set.
+    pub async fn apply<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        call: &Call,
+        t: Transition<CallStatus>,
+    ) -> Result<(), RepoError> {
+        let res = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(t.to.as_str()))
+            .col_expr(Column::ConfirmedAt, Expr::value(call.confirmed_at))
+            .col_expr(Column::EndedAt, Expr::value(call.ended_at))
+            .filter(Column::Id.eq(call.id.as_str()))
+            .filter(Column::Status.eq(t.from.as_str()))
+            .exec(db)
+            .await?;
+        expect_one(res.rows_affected)
+    }
+
+    /// Stores one side's peer id while the call is live.
+    pub async fn set_peer_id<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        id: &CallId,
+        side: Side,
+        peer_id: &str,
+    ) -> Result<(), RepoError> {
+        let col = match side {
+            Side::Host => Column::HostPeerId,
+            Side::Guest => Column::GuestPeerId,
+        };
+        let res = Entity::update_many()
+            .col_expr(col, Expr::value(peer_id))
+            .filter(Column::Id.eq(id.as_str()))
+            .filter(Column::Status.is_in(live()))
+            .exec(db)
+            .await?;
+        expect_one(res.rows_affected)
+    }
+
+    /// The host's most recent call, any status.
+    pub async fn latest_for_host<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        host_id: &str,
+    ) -> Result<Option<CallRecord>, RepoError> {
+        Entity::find()
+            .filter(Column::HostId.eq(host_id))
+            .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::Id)
+            .one(db)
+            .await?
+            .map(CallRecord::try_from)
+            .transpose()
+    }
+
+    /// The user's unanswered, unexpired invitation as invitee.
+    pub async fn pending_for_invitee<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<CallRecord>, RepoError> {
+        let invitee = Condition::any()
+            .add(
+                Condition::all()
+                    .add(Column::Inviter.eq("host"))
+                    .add(Column::GuestId.eq(user_id)),
+            )
+            .add(
+                Condition::all()
+                    .add(Column::Inviter.eq("guest"))
+                    .add(Column::HostId.eq(user_id)),
+            );
+        Entity::find()
+            .filter(Column::Status.eq(CallStatus::Invited.as_str()))
+            .filter(Column::ExpiresAt.gt(now))
+            .filter(invitee)
+            .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::Id)
+            .one(db)
+            .await?
+            .map(CallRecord::try_from)
+            .transpose()
+    }
+
+    /// Whether the user has a live call on the given side.
+    pub async fn has_live<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        side: Side,
+        user_id: &str,
+    ) -> Result<bool, RepoError> {
+        let col = match side {
+            Side::Host => Column::HostId,
+            Side::Guest => Column::GuestId,
+        };
+        Ok(Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(col.eq(user_id))
+            .filter(Column::Status.is_in(live()))
+            .into_tuple::<String>()
+            .one(db)
+            .await?
+            .is_some())
+    }
+
+    /// Every unanswered invitation with its deadline, for the expiry timer.
+    pub async fn deadlines<C: ConnectionTrait>(
+        &self,
+        db: &C,
+    ) -> Result<Vec<(CallId, Timestamp)>, RepoError> {
+        let rows: Vec<(String, Timestamp)> = Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .column(Column::ExpiresAt)
+            .filter(Column::Status.eq(CallStatus::Invited.as_str()))
+            .order_by_asc(Column::ExpiresAt)
+            .into_tuple()
+            .all(db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at)| (CallId::new(id), at))
+            .collect())
+    }
+
+    /// Calls in which the user takes part, newest first.
+    pub async fn for_user<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: &str,
+        limit: u64,
+    ) -> Result<Vec<CallRecord>, RepoError> {
+        records(
+            Entity::find()
+                .filter(
+                    Condition::any()
+                        .add(Column::HostId.eq(user_id))
+                        .add(Column::GuestId.eq(user_id)),
+                )
+                .order_by_desc(Column::CreatedAt)
+                .order_by_desc(Column::Id)
+                .limit(limit)
+                .all(db)
+                .await?,
+        )
+    }
+}
