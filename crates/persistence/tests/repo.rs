@@ -57,7 +57,9 @@ async fn migrations_apply_report_and_roll_back() {
         assert!(!down.last().unwrap().applied);
         assert!(down[0].applied);
         // Every step back, down to an empty schema.
-        db.migrate_down(u32::try_from(before.len()).unwrap()).await.unwrap();
+        db.migrate_down(u32::try_from(before.len()).unwrap())
+            .await
+            .unwrap();
         let empty = db.migration_status().await.unwrap();
         assert!(empty.iter().all(|m| !m.applied), "{empty:?}");
         let err = AuditRepo

@@ -133,7 +133,7 @@ pub struct Config {
     #[arg(long, env = "CORS_ORIGINS", default_value = DEFAULT_CORS_ORIGINS, global = true)]
     pub cors_origins: String,
     /// Seconds before an unanswered call invitation expires.
-    #[arg(long = "invite-ttl", env = "INVITE_TTL_SECS", default_value_t = DEFAULT_INVITE_TTL_SECS, global = true)]
+    #[arg(long = "invite-ttl", env = "INVITE_TTL_SECS", default_value_t = DEFAULT_INVITE_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub invite_ttl_secs: u64,
     /// Seconds before an unanswered tutoring session request expires.
     #[arg(long = "session-ttl", env = "SESSION_TTL_SECS", default_value_t = DEFAULT_SESSION_TTL_SECS, global = true)]

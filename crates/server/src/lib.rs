@@ -11,9 +11,11 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod service;
 pub mod socket;
 pub mod state;
 pub mod telemetry;
+pub mod timers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +32,9 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Authenticator;
 use crate::config::{Cli, Command, Config, MigrateAction, TokenArgs};
 use crate::keys::{KeySource, Keys};
+use crate::service::{ConsultService, Notifier};
 use crate::state::AppState;
+use crate::timers::Timer;
 
 /// Why the server could not start (or stop cleanly).
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,7 @@ pub struct Server {
     io: SocketIo,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    timer: JoinHandle<()>,
 }
 
 impl Server {
@@ -81,6 +86,8 @@ impl Server {
             let _ = stop.send(());
         }
         self.io.close().await;
+        // Deadlines are in the database; the next start picks them up.
+        self.timer.abort();
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         match tokio::time::timeout(grace, &mut self.task).await {
             Ok(Ok(res)) => res?,
@@ -135,14 +142,25 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let db = open_database(&config).await?;
     db.migrate_up().await?;
     let config = Arc::new(config);
+    let (io_layer, io) = socket::layer(&config);
+    let (timer, timer_rx) = Timer::channel();
+    let consult = ConsultService::new(
+        db.clone(),
+        Notifier::new(io.clone()),
+        timer,
+        config.invite_ttl_secs,
+    );
     let state = AppState {
         config: config.clone(),
         db,
         auth,
         metrics: telemetry::metrics_handle(),
+        consult: consult.clone(),
     };
-
-    let (io_layer, io) = socket::build(state.clone());
+    socket::register(&io, state.clone());
+    // Reload before listening, so nothing due is missed.
+    let deadlines = consult.deadlines().await?;
+    let timer = tokio::spawn(timers::run(timer_rx, consult, deadlines));
     let app = http::router(state.clone())
         .layer(io_layer)
         .layer(cors(&config.cors_origins)?)
@@ -170,6 +188,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         io,
         stop: Some(stop),
         task,
+        timer,
     })
 }
 

@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::service::ConsultService;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -15,4 +16,5 @@ pub struct AppState {
     pub db: Db,
     pub auth: Arc<Authenticator>,
     pub metrics: PrometheusHandle,
+    pub consult: ConsultService,
 }

@@ -2,6 +2,8 @@
 //! shares (body limit, metrics). Handlers stay thin: parse, authorise, call
 //! one service function, map its result.
 
+mod body;
+mod consult;
 mod health;
 mod me;
 
@@ -12,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, St
 use axum::http::request::Parts;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use consultd_domain::Principal;
 
 use crate::auth::bearer_token;
@@ -27,6 +29,32 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/me", get(me::me))
+        .route(
+            "/api/schedules",
+            post(consult::create_schedule).get(consult::my_schedules),
+        )
+        .route("/api/schedules/{id}", get(consult::schedule))
+        .route("/api/schedules/{id}/start", post(consult::start_schedule))
+        .route("/api/schedules/{id}/end", post(consult::end_schedule))
+        .route("/api/schedules/{id}/join-queue", post(consult::join_queue))
+        .route("/api/schedules/{id}/queue", get(consult::queue))
+        .route("/api/schedules/{id}/start-call", post(consult::start_call))
+        .route("/api/queue/{id}", get(consult::entry))
+        .route("/api/queue/{id}/toggle-ready", post(consult::toggle_ready))
+        .route("/api/queue/{id}/reset", post(consult::reset_entry))
+        .route("/api/call-sessions/status", get(consult::host_status))
+        .route("/api/call-sessions/{id}", get(consult::call))
+        .route("/api/call-sessions/{id}/confirm", post(consult::confirm))
+        .route("/api/call-sessions/{id}/decline", post(consult::decline))
+        .route("/api/call-sessions/{id}/cancel", post(consult::cancel))
+        .route("/api/call-sessions/{id}/activate", post(consult::activate))
+        .route("/api/call-sessions/{id}/end", post(consult::end_call))
+        .route(
+            "/api/call-sessions/{id}/set-peer-id",
+            post(consult::set_peer_id),
+        )
+        .route("/api/pending-invitation", get(consult::pending_invitation))
+        .route("/api/audit-logs", get(consult::audit_logs))
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(from_fn_with_state(state.clone(), limit_body))

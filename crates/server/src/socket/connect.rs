@@ -7,6 +7,7 @@ use socketioxide::socket::DisconnectReason;
 
 use super::dispatch::{Dispatcher, SocketCtx};
 use crate::auth::{AuthError, handshake_token};
+use crate::service::notify::GUESTS_ROOM;
 use crate::state::AppState;
 use crate::telemetry::{SOCKET_CONNECTIONS, SOCKET_REFUSED, SOCKETS_CONNECTED};
 
@@ -27,6 +28,9 @@ pub(super) async fn authenticate(
     };
     let ctx = Arc::new(SocketCtx::new(socket.id, principal, &state));
     socket.join(ctx.principal.user_id.room());
+    if ctx.principal.is_guest() {
+        socket.join(GUESTS_ROOM);
+    }
     socket.extensions.insert(ctx.clone());
     socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone()));
     socket.on_disconnect(async move |reason: DisconnectReason| {
@@ -44,12 +48,30 @@ fn identify(state: &AppState, socket: &SocketRef, auth: Value) -> Result<Princip
     state.auth.verify(&token)
 }
 
-/// Runs after CONNECT has been sent; nothing the client may send depends on it.
-pub(super) async fn on_connect(socket: SocketRef) {
+/// Runs after CONNECT has been sent; nothing the client may send depends on
+/// it. Re-sends what the user must know now (CONTRACT §1: reconnection
+/// restores state): a still-live `call_invitation`.
+pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
     metrics::gauge!(SOCKETS_CONNECTED).increment(1.0);
     metrics::counter!(SOCKET_CONNECTIONS).increment(1);
-    if let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() {
+    let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() else {
+        return;
+    };
+    {
         let _entered = ctx.span.enter();
         tracing::info!(transport = ?socket.transport_type(), protocol = ?socket.protocol(), "socket connected");
+    }
+    match state
+        .consult
+        .pending_invitation(&ctx.principal.user_id)
+        .await
+    {
+        Ok(Some(call)) => {
+            if let Err(e) = socket.emit("call_invitation", &call) {
+                tracing::debug!(error = %e, "invitation resync not sent");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "invitation resync failed"),
     }
 }

@@ -18,19 +18,27 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 
+use crate::config::Config;
 use crate::state::AppState;
 
 pub use dispatch::EVENTS;
 
 /// Builds the Socket.IO layer for axum and the handle used to emit and to close.
-pub fn build(state: AppState) -> (SocketIoLayer, SocketIo) {
-    let (layer, io) = SocketIo::builder()
-        .max_payload(state.config.engine_max_payload())
-        .build_layer();
+pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {
+    SocketIo::builder()
+        .max_payload(config.engine_max_payload())
+        .build_layer()
+}
+
+/// Installs the root namespace: authentication and wiring before CONNECT.
+pub fn register(io: &SocketIo, state: AppState) {
+    let on_connect = {
+        let state = state.clone();
+        move |socket: SocketRef| connect::on_connect(state.clone(), socket)
+    };
     let authenticate = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
         let state = state.clone();
         async move { connect::authenticate(state, socket, auth.ok()).await }
     };
-    io.ns("/", connect::on_connect.with(authenticate));
-    (layer, io)
+    io.ns("/", on_connect.with(authenticate));
 }

@@ -23,6 +23,7 @@ pub struct TestApp {
     pub server: Option<Server>,
     pub addr: std::net::SocketAddr,
     pub http: reqwest::Client,
+    pub config: Config,
     db: Option<TestDatabase>,
 }
 
@@ -46,13 +47,72 @@ impl TestApp {
             ..Config::default()
         };
         tweak(&mut config);
-        let server = start(config).await.expect("server starts");
+        let server = start(config.clone()).await.expect("server starts");
         Self {
             addr: server.local_addr(),
             server: Some(server),
             http: reqwest::Client::new(),
+            config,
             db: Some(db),
         }
+    }
+
+    /// Stops the server and starts a new one on the same database (and a
+    /// new port), as an operator's restart would.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.unwrap();
+        }
+        self.start_again().await;
+    }
+
+    /// Stops the server without starting it again.
+    pub async fn halt(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.unwrap();
+        }
+    }
+
+    pub async fn start_again(&mut self) {
+        let server = start(self.config.clone()).await.expect("server restarts");
+        self.addr = server.local_addr();
+        self.server = Some(server);
+    }
+
+    /// `POST path` with a JSON body as `token`; the status and the JSON answer.
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST path` with a raw body (for malformed input).
+    pub async fn post_raw(&self, path: &str, token: &str, body: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET path` as `token`; the status and the JSON answer.
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let res = self.get_as(path, token).await;
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -338,6 +398,25 @@ impl SioClient {
         if let Ok(Some(ev)) = tokio::time::timeout(wait, self.events.recv()).await {
             panic!("expected nothing, got {ev:?}");
         }
+    }
+
+    /// Asserts that no `name` event arrives within `wait` (others are skipped).
+    pub async fn expect_no_event(&mut self, name: &str, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some((n, args))) = tokio::time::timeout_at(deadline, self.events.recv()).await
+        {
+            assert_ne!(n, name, "unexpected `{name}`: {args:?}");
+        }
+    }
+
+    /// Every event received within `wait`, in order.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<(String, Vec<Value>)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut all = vec![];
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            all.push(ev);
+        }
+        all
     }
 
     /// Waits until the server closes the connection.

@@ -1,0 +1,815 @@
+//! Schedules, the queue and call invitations (CONTRACT §4, seed 001).
+//!
+//! Lock order inside a transaction is always schedule → queue entry → call,
+//! so two transitions never wait on each other in a cycle.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use consultd_domain::{
+    Busy, CallCommand, CallError, CallId, EntryChange, EntryId, Party, Principal, QueueEntry,
+    QueueError, Schedule, ScheduleCommand, ScheduleId, ScheduleStatus, Side, Slot, Status,
+    Timestamp, Transition, UserId, start_queue_call,
+};
+use consultd_persistence::{
+    AuditRepo, CallRecord, CallRepo, DatabaseTransaction, Db, QueueRepo, RepoError, ScheduleRepo,
+};
+
+use super::notify::Notifier;
+use super::views::{
+    AuditView, CallView, DoctorPresence, EntryView, PeerIdUpdated, QueueUpdated, ScheduleView,
+};
+use super::{audit, new_id, now};
+use crate::error::ApiError;
+use crate::timers::{Deadline, Timer};
+
+/// `video` unless the host asks for `voice`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallType {
+    #[default]
+    Video,
+    Voice,
+}
+
+impl CallType {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "video" => Some(Self::Video),
+            "voice" | "audio" => Some(Self::Voice),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Video => "video",
+            Self::Voice => "voice",
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::NotYours => ApiError::not_found("not found"),
+            QueueError::BadInput(m) => ApiError::bad_request(m),
+            QueueError::Illegal(m) => ApiError::Conflict(m.to_owned()),
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::NotParticipant => ApiError::not_found("no such call session"),
+            CallError::WrongParty(_) => ApiError::forbidden(e.to_string()),
+            CallError::Illegal { from, .. } => {
+                ApiError::Conflict(format!("the call is {}", from.as_str()))
+            }
+            CallError::Expired => ApiError::Expired("the invitation has expired".into()),
+            CallError::SelfCall | CallError::BadPeerId => ApiError::bad_request(e.to_string()),
+        }
+    }
+}
+
+fn require_host(p: &Principal) -> Result<(), ApiError> {
+    if p.is_host() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only a host may do this"))
+    }
+}
+
+fn require_guest(p: &Principal) -> Result<(), ApiError> {
+    if p.is_guest() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only a guest may do this"))
+    }
+}
+
+/// A call transition that has been committed and must now be announced.
+struct Announce {
+    event: &'static str,
+    record: CallRecord,
+    /// The host whose queue changed, and the schedule.
+    queue: Option<(UserId, ScheduleId)>,
+}
+
+#[derive(Clone)]
+pub struct ConsultService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    notify: Notifier,
+    timer: Timer,
+    invite_ttl: Duration,
+}
+
+impl ConsultService {
+    pub fn new(db: Db, notify: Notifier, timer: Timer, invite_ttl_secs: u64) -> Self {
+        let secs = i64::try_from(invite_ttl_secs).unwrap_or(i64::MAX / 1000);
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                notify,
+                timer,
+                invite_ttl: Duration::seconds(secs),
+            }),
+        }
+    }
+
+    fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Every pending deadline, for the timer's start.
+    pub async fn deadlines(&self) -> Result<Vec<(Timestamp, Deadline)>, RepoError> {
+        Ok(CallRepo
+            .deadlines(self.db().conn())
+            .await?
+            .into_iter()
+            .map(|(id, at)| (at, Deadline::CallExpiry(id)))
+            .collect())
+    }
+
+    // ---- schedules -------------------------------------------------------
+
+    pub async fn create_schedule(
+        &self,
+        p: &Principal,
+        date: &str,
+        start_time: &str,
+        end_time: &str,
+    ) -> Result<ScheduleView, ApiError> {
+        require_host(p)?;
+        let slot = Slot::parse(date, start_time, end_time)?;
+        let now = now();
+        let schedule = Schedule::create(ScheduleId::new(new_id()), p.user_id.clone(), slot, now);
+        let txn = self.db().begin_write().await?;
+        ScheduleRepo.insert(&txn, &schedule).await?;
+        AuditRepo
+            .record(
+                &txn,
+                audit(
+                    Some(p),
+                    "schedule.create",
+                    "schedule",
+                    schedule.id.as_str(),
+                    None,
+                    schedule.status.as_str(),
+                    now,
+                ),
+            )
+            .await?;
+        txn.commit().await.map_err(RepoError::from)?;
+        Ok(ScheduleView::from(&schedule))
+    }
+
+    /// Any signed-in user may read a schedule (guests need it to queue).
+    pub async fn schedule(&self, id: &str) -> Result<ScheduleView, ApiError> {
+        let s = ScheduleRepo
+            .find(self.db().conn(), id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such schedule"))?;
+        Ok(ScheduleView::from(&s))
+    }
+
+    /// The caller's own schedules (hosts), newest first.
+    pub async fn my_schedules(&self, p: &Principal) -> Result<Vec<ScheduleView>, ApiError> {
+        require_host(p)?;
+        let list = ScheduleRepo
+            .for_host(self.db().conn(), p.user_id.as_str(), 200)
+            .await?;
+        Ok(list.iter().map(ScheduleView::from).collect())
+    }
+
+    /// `start` / `end` by the owner. Ending closes the waiting entries.
+    pub async fn schedule_command(
+        &self,
+        p: &Principal,
+        id: &str,
+        command: ScheduleCommand,
+    ) -> Result<ScheduleView, ApiError> {
+        require_host(p)?;
+        let now = now();
+        let txn = self.db().begin_write().await?;
+        let mut schedule = ScheduleRepo
+            .lock(&txn, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such schedule"))?;
+        let Some(t) = schedule.handle(&p.user_id, command)? else {
+            return Ok(ScheduleView::from(&schedule));
+        };
+        ScheduleRepo.apply(&txn, &schedule.id, t, now).await?;
+        record_transition(
+            &txn,
+            Some(p),
+            command.action(),
+            "schedule",
+            schedule.id.as_str(),
+            t,
+            now,
+        )
+        .await?;
+        let mut closed = 0;
+        if t.to == ScheduleStatus::Completed {
+            for mut entry in QueueRepo.list(&txn, id).await? {
+                if let Some(change) = entry.close() {
+                    apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
+                    closed += 1;
+                }
+            }
+        }
+        txn.commit().await.map_err(RepoError::from)?;
+
+        let presence = DoctorPresence {
+            doctor_id: schedule.host_id.to_string(),
+            schedule_id: schedule.id.to_string(),
+        };
+        match t.to {
+            ScheduleStatus::Online => self.inner.notify.guests("doctor_online", &presence).await,
+            ScheduleStatus::Completed => {
+                self.inner.notify.guests("doctor_offline", &presence).await;
+                if closed > 0 {
+                    self.push_queue(&schedule.host_id, &schedule.id).await;
+                }
+            }
+            ScheduleStatus::Upcoming => {}
+        }
+        Ok(ScheduleView::from(&schedule))
+    }
+
+    // ---- queue -----------------------------------------------------------
+
+    /// Joins the queue; returns the entry and whether it was created (a
+    /// second join returns the live entry).
+    pub async fn join_queue(
+        &self,
+        p: &Principal,
+        schedule_id: &str,
+    ) -> Result<(EntryView, bool), ApiError> {
+        require_guest(p)?;
+        let now = now();
+        let txn = self.db().begin_write().await?;
+        let schedule = ScheduleRepo
+            .lock(&txn, schedule_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such schedule"))?;
+        if let Some(live) = QueueRepo
+            .live_for(&txn, schedule_id, p.user_id.as_str())
+            .await?
+        {
+            let pos = QueueRepo.position(&txn, &live).await?;
+            return Ok((EntryView::new(&live, pos), false));
+        }
+        let entry = QueueEntry::join(
+            EntryId::new(new_id()),
+            &schedule,
+            p.user_id.clone(),
+            p.name.clone(),
+            now,
+        )?;
+        QueueRepo.insert(&txn, &entry).await?;
+        AuditRepo
+            .record(
+                &txn,
+                audit(
+                    Some(p),
+                    "queue.join",
+                    "queue_entry",
+                    entry.id.as_str(),
+                    None,
+                    entry.status.as_str(),
+                    now,
+                ),
+            )
+            .await?;
+        let pos = QueueRepo.position(&txn, &entry).await?;
+        txn.commit().await.map_err(RepoError::from)?;
+        self.push_queue(&schedule.host_id, &schedule.id).await;
+        Ok((EntryView::new(&entry, pos), true))
+    }
+
+    pub async fn toggle_ready(
+        &self,
+        p: &Principal,
+        entry_id: &str,
+        ready: bool,
+    ) -> Result<EntryView, ApiError> {
+        require_guest(p)?;
+        let now = now();
+        let txn = self.db().begin_write().await?;
+        let (schedule, mut entry) = lock_entry(&txn, entry_id).await?;
+        let Some(change) = entry.set_ready(&p.user_id, ready)? else {
+            let pos = QueueRepo.position(&txn, &entry).await?;
+            return Ok(EntryView::new(&entry, pos));
+        };
+        apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
+        let pos = QueueRepo.position(&txn, &entry).await?;
+        txn.commit().await.map_err(RepoError::from)?;
+        self.push_queue(&schedule.host_id, &schedule.id).await;
+        Ok(EntryView::new(&entry, pos))
+    }
+
+    /// The host's reset: back to `WAITING` (409 while a call is live).
+    pub async fn reset_entry(&self, p: &Principal, entry_id: &str) -> Result<EntryView, ApiError> {
+        require_host(p)?;
+        let now = now();
+        let txn = self.db().begin_write().await?;
+        let (schedule, mut entry) = lock_entry(&txn, entry_id).await?;
+        if !schedule.is_owned_by(&p.user_id) {
+            return Err(ApiError::not_found("no such queue entry"));
+        }
+        let Some(change) = entry.reset(&schedule)? else {
+            let pos = QueueRepo.position(&txn, &entry).await?;
+            return Ok(EntryView::new(&entry, pos));
+        };
+        // A DONE entry cannot come back while the guest has rejoined: the
+        // unique index refuses it and that surfaces as 409.
+        apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
+        let pos = QueueRepo.position(&txn, &entry).await?;
+        txn.commit().await.map_err(RepoError::from)?;
+        self.push_queue(&schedule.host_id, &schedule.id).await;
+        Ok(EntryView::new(&entry, pos))
+    }
+
+    /// The schedule's entries in join order: its owner, or an admin.
+    pub async fn queue(
+        &self,
+        p: &Principal,
+        schedule_id: &str,
+    ) -> Result<Vec<EntryView>, ApiError> {
+        if !p.is_host() && !p.is_admin() {
+            return Err(ApiError::forbidden(
+                "only the schedule's host may read its queue",
+            ));
+        }
+        let schedule = ScheduleRepo
+            .find(self.db().conn(), schedule_id)
+            .await?
+            .filter(|s| p.is_admin() || s.is_owned_by(&p.user_id))
+            .ok_or_else(|| ApiError::not_found("no such schedule"))?;
+        let entries = QueueRepo
+            .list(self.db().conn(), schedule.id.as_str())
+            .await?;
+        Ok(EntryView::queue(&entries))
+    }
+
+    /// A guest's own entry (or the host's / an admin's view of it).
+    pub async fn entry(&self, p: &Principal, entry_id: &str) -> Result<EntryView, ApiError> {
+        let conn = self.db().conn();
+        let entry = QueueRepo
+            .find(conn, entry_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such queue entry"))?;
+        let allowed = p.is_admin()
+            || entry.patient_id == p.user_id
+            || ScheduleRepo
+                .find(conn, entry.schedule_id.as_str())
+                .await?
+                .is_some_and(|s| s.is_owned_by(&p.user_id));
+        if !allowed {
+            return Err(ApiError::not_found("no such queue entry"));
+        }
+        let pos = QueueRepo.position(conn, &entry).await?;
+        Ok(EntryView::new(&entry, pos))
+    }
+
+    async fn push_queue(&self, host: &UserId, schedule_id: &ScheduleId) {
+        match QueueRepo.list(self.db().conn(), schedule_id.as_str()).await {
+            Ok(entries) => {
+                let payload = QueueUpdated {
+                    schedule_id: schedule_id.to_string(),
+                    queue: EntryView::queue(&entries),
+                };
+                self.inner
+                    .notify
+                    .user(host, "queue_updated", &payload)
+                    .await;
+            }
+            Err(e) => tracing::warn!(error = %e, "queue_updated not sent"),
+        }
+    }
+
+    // ---- calls -----------------------------------------------------------
+
+    /// The host invites a ready guest from the queue.
+    pub async fn start_call(
+        &self,
+        p: &Principal,
+        schedule_id: &str,
+        patient_id: &str,
+        call_type: CallType,
+    ) -> Result<CallView, ApiError> {
+        require_host(p)?;
+        let now = now();
+        let txn = self.db().begin_write().await?;
+        let schedule = ScheduleRepo
+            .lock(&txn, schedule_id)
+            .await?
+            .filter(|s| s.is_owned_by(&p.user_id))
+            .ok_or_else(|| ApiError::not_found("no such schedule"))?;
+        let live = QueueRepo
+            .live_for(&txn, schedule_id, patient_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("this patient is not in the queue"))?;
+        let mut entry = QueueRepo
+            .lock(&txn, live.id.as_str())
+            .await?
+            .ok_or_else(|| ApiError::not_found("this patient is not in the queue"))?;
+        let busy = Busy {
+            host: CallRepo
+                .has_live(&txn, Side::Host, p.user_id.as_str())
+                .await?,
+            guest: CallRepo.has_live(&txn, Side::Guest, patient_id).await?,
+        };
+        let host = Party::new(p.user_id.clone(), p.name.clone());
+        let (call, change) = start_queue_call(
+            &schedule,
+            &host,
+            &mut entry,
+            busy,
+            CallId::new(new_id()),
+            now,
+            self.inner.invite_ttl,
+        )?;
+        let record = CallRecord {
+            room_id: call.id.to_string(),
+            call,
+            schedule_id: Some(schedule.id.clone()),
+            queue_entry_id: Some(entry.id.clone()),
+            appointment_id: None,
+            call_type: call_type.as_str().to_owned(),
+        };
+        // Both writes are guarded: the entry's compare-and-set on (READY, no
+        // call) and the live-call unique indexes. Racing invitations lose
+        // here with 409 and leave nothing behind.
+        apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
+        CallRepo.insert(&txn, &record).await?;
+        AuditRepo
+            .record(
+                &txn,
+                audit(
+                    Some(p),
+                    "call.invite",
+                    "call_session",
+                    record.call.id.as_str(),
+                    None,
+                    record.call.status.as_str(),
+                    now,
+                ),
+            )
+            .await?;
+        txn.commit().await.map_err(RepoError::from)?;
+
+        self.inner.timer.at(
+            record.call.expires_at,
+            Deadline::CallExpiry(record.call.id.clone()),
+        );
+        let view = CallView::from(&record);
+        self.inner
+            .notify
+            .user(&record.call.guest.user_id, "call_invitation", &view)
+            .await;
+        self.push_queue(&schedule.host_id, &schedule.id).await;
+        Ok(view)
+    }
+
+    /// confirm / decline / cancel / activate / end by a participant.
+    pub async fn call_command(
+        &self,
+        p: &Principal,
+        call_id: &str,
+        command: CallCommand,
+    ) -> Result<CallView, ApiError> {
+        let now = now();
+        let found = self.participant_call(p, call_id).await?;
+        let txn = self.db().begin_write().await?;
+        let (mut schedule, mut entry) = lock_context(&txn, &found).await?;
+        let mut record = CallRepo
+            .lock(&txn, call_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such call session"))?;
+        let outcome = record.call.handle(&p.user_id, command, now);
+        let (t, actor, action) = match outcome {
+            Ok(Some(t)) => (t, Some(p), command.action()),
+            Ok(None) => return Ok(CallView::from(&record)),
+            // Answered too late: the invitation expires now if the timer
+            // has not run yet, and the caller learns it is gone (410).
+            Err(CallError::Expired) => match record.call.on_timeout(now) {
+                Some(t) => (t, None, "call.expire"),
+                None => return Err(CallError::Expired.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
+        let announce = apply_call(
+            &txn,
+            actor,
+            action,
+            &record,
+            t,
+            schedule.as_mut(),
+            entry.as_mut(),
+            now,
+        )
+        .await?;
+        txn.commit().await.map_err(RepoError::from)?;
+        self.announce(announce).await;
+        if action == "call.expire" {
+            return Err(CallError::Expired.into());
+        }
+        Ok(CallView::from(&record))
+    }
+
+    /// The timer's entry point.
+    pub async fn on_deadline(&self, what: Deadline) {
+        match what {
+            Deadline::CallExpiry(id) => {
+                if let Err(e) = self.expire(&id).await {
+                    tracing::warn!(call = %id, error = %e, "expiry failed; retrying in 1 s");
+                    self.inner
+                        .timer
+                        .at(now() + Duration::seconds(1), Deadline::CallExpiry(id));
+                }
+            }
+        }
+    }
+
+    /// Expires the invitation if it is still unanswered at its deadline.
+    async fn expire(&self, id: &CallId) -> Result<(), ApiError> {
+        let now = now();
+        let Some(found) = CallRepo.find(self.db().conn(), id.as_str()).await? else {
+            return Ok(());
+        };
+        if found.call.next_deadline().is_none() {
+            return Ok(());
+        }
+        let txn = self.db().begin_write().await?;
+        let (mut schedule, mut entry) = lock_context(&txn, &found).await?;
+        let Some(record) = CallRepo.lock(&txn, id.as_str()).await? else {
+            return Ok(());
+        };
+        let mut record = record;
+        let Some(t) = record.call.on_timeout(now) else {
+            // Not due yet (a clock step) or already answered: look again
+            // at the deadline, if there still is one.
+            if let Some(at) = record.call.next_deadline() {
+                self.inner.timer.at(at, Deadline::CallExpiry(id.clone()));
+            }
+            return Ok(());
+        };
+        let announce = apply_call(
+            &txn,
+            None,
+            "call.expire",
+            &record,
+            t,
+            schedule.as_mut(),
+            entry.as_mut(),
+            now,
+        )
+        .await?;
+        txn.commit().await.map_err(RepoError::from)?;
+        let _span = tracing::info_span!("call", id = %id).entered();
+        tracing::info!("invitation expired");
+        drop(_span);
+        self.announce(announce).await;
+        Ok(())
+    }
+
+    /// Stores a participant's peer id and tells the other participant.
+    pub async fn set_peer_id(
+        &self,
+        p: &Principal,
+        call_id: &str,
+        peer_id: &str,
+    ) -> Result<CallView, ApiError> {
+        let mut record = self.participant_call(p, call_id).await?;
+        let side = record.call.set_peer_id(&p.user_id, peer_id)?;
+        CallRepo
+            .set_peer_id(self.db().conn(), &record.call.id, side, peer_id)
+            .await
+            .map_err(|e| match e {
+                RepoError::Conflict => ApiError::Conflict("the call is over".into()),
+                other => other.into(),
+            })?;
+        let other = record.call.party(side.other()).user_id.clone();
+        let payload = PeerIdUpdated {
+            call_session_id: record.call.id.to_string(),
+            role: p.role.to_string(),
+            peer_id: peer_id.to_owned(),
+        };
+        self.inner
+            .notify
+            .user(&other, "peer_id_updated", &payload)
+            .await;
+        // Re-read so the answer carries the other side's latest peer id too.
+        if let Some(fresh) = CallRepo.find(self.db().conn(), call_id).await? {
+            record = fresh;
+        }
+        Ok(CallView::from(&record))
+    }
+
+    /// A call its participant (or an admin) may see, in any status.
+    pub async fn call(&self, p: &Principal, call_id: &str) -> Result<CallView, ApiError> {
+        let record = CallRepo
+            .find(self.db().conn(), call_id)
+            .await?
+            .filter(|r| p.is_admin() || r.call.side_of(&p.user_id).is_some())
+            .ok_or_else(|| ApiError::not_found("no such call session"))?;
+        Ok(CallView::from(&record))
+    }
+
+    /// The host's latest call (the doctor's poll), or `None`.
+    pub async fn host_status(&self, p: &Principal) -> Result<Option<CallView>, ApiError> {
+        require_host(p)?;
+        let latest = CallRepo
+            .latest_for_host(self.db().conn(), p.user_id.as_str())
+            .await?;
+        Ok(latest.as_ref().map(CallView::from))
+    }
+
+    /// The caller's live invitation as invitee (the guest's poll), or `None`.
+    pub async fn pending_invitation(&self, user: &UserId) -> Result<Option<CallView>, ApiError> {
+        let pending = CallRepo
+            .pending_for_invitee(self.db().conn(), user.as_str(), now())
+            .await?;
+        Ok(pending.as_ref().map(CallView::from))
+    }
+
+    /// The audit trail, for admins: one entity's transitions oldest first,
+    /// or the latest across everything.
+    pub async fn audit_logs(
+        &self,
+        p: &Principal,
+        entity_id: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<AuditView>, ApiError> {
+        if !p.is_admin() {
+            return Err(ApiError::forbidden("only an admin may read the audit log"));
+        }
+        let conn = self.db().conn();
+        let rows = match entity_id {
+            Some(id) => AuditRepo.for_entity(conn, id, limit).await?,
+            None => AuditRepo.latest(conn, limit).await?,
+        };
+        Ok(rows.into_iter().map(AuditView::from).collect())
+    }
+
+    async fn participant_call(&self, p: &Principal, call_id: &str) -> Result<CallRecord, ApiError> {
+        CallRepo
+            .find(self.db().conn(), call_id)
+            .await?
+            .filter(|r| r.call.side_of(&p.user_id).is_some())
+            .ok_or_else(|| ApiError::not_found("no such call session"))
+    }
+
+    async fn announce(&self, a: Announce) {
+        let view = CallView::from(&a.record);
+        let c = &a.record.call;
+        self.inner
+            .notify
+            .users(&[&c.host.user_id, &c.guest.user_id], a.event, &view)
+            .await;
+        if let Some((host, schedule)) = a.queue {
+            self.push_queue(&host, &schedule).await;
+        }
+    }
+}
+
+/// The event each call transition is announced with.
+fn call_event(to: consultd_domain::CallStatus) -> &'static str {
+    use consultd_domain::CallStatus as S;
+    match to {
+        S::Invited => "call_invitation",
+        S::Confirmed => "call_confirmed",
+        S::Active => "call_activated",
+        S::Ended => "call_ended",
+        S::Declined => "call_declined",
+        S::Cancelled => "call_cancelled",
+        S::Expired => "call_expired",
+    }
+}
+
+/// Persists a call transition and what follows from it for the queue entry,
+/// with their audit rows, inside `txn`.
+#[allow(clippy::too_many_arguments)] // one transaction's worth of context
+async fn apply_call(
+    txn: &DatabaseTransaction,
+    actor: Option<&Principal>,
+    action: &str,
+    record: &CallRecord,
+    t: Transition<consultd_domain::CallStatus>,
+    schedule: Option<&mut Schedule>,
+    entry: Option<&mut QueueEntry>,
+    now: Timestamp,
+) -> Result<Announce, ApiError> {
+    CallRepo.apply(txn, &record.call, t).await?;
+    record_transition(
+        txn,
+        actor,
+        action,
+        "call_session",
+        record.call.id.as_str(),
+        t,
+        now,
+    )
+    .await?;
+    let mut queue = None;
+    if let (Some(schedule), Some(entry)) = (schedule, entry)
+        && let Some(change) = entry.on_call(&record.call.id, t.to, schedule.is_open())
+    {
+        apply_entry(txn, actor, &entry.id, &change, now).await?;
+        queue = Some((schedule.host_id.clone(), schedule.id.clone()));
+    }
+    Ok(Announce {
+        event: call_event(t.to),
+        record: record.clone(),
+        queue,
+    })
+}
+
+async fn record_transition<S: Status>(
+    txn: &DatabaseTransaction,
+    actor: Option<&Principal>,
+    action: &str,
+    entity: &str,
+    id: &str,
+    t: Transition<S>,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    AuditRepo
+        .record(
+            txn,
+            audit(
+                actor,
+                action,
+                entity,
+                id,
+                Some(t.from.as_str()),
+                t.to.as_str(),
+                now,
+            ),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn apply_entry(
+    txn: &DatabaseTransaction,
+    actor: Option<&Principal>,
+    id: &EntryId,
+    change: &EntryChange,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    QueueRepo.apply(txn, id, change, now).await?;
+    AuditRepo
+        .record(
+            txn,
+            audit(
+                actor,
+                change.action,
+                "queue_entry",
+                id.as_str(),
+                Some(change.from.status.as_str()),
+                change.to.status.as_str(),
+                now,
+            ),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Locks an entry and its schedule (in that order: schedule first).
+async fn lock_entry(
+    txn: &DatabaseTransaction,
+    entry_id: &str,
+) -> Result<(Schedule, QueueEntry), ApiError> {
+    let not_found = || ApiError::not_found("no such queue entry");
+    let entry = QueueRepo.find(txn, entry_id).await?.ok_or_else(not_found)?;
+    let schedule = ScheduleRepo
+        .lock(txn, entry.schedule_id.as_str())
+        .await?
+        .ok_or_else(not_found)?;
+    let entry = QueueRepo.lock(txn, entry_id).await?.ok_or_else(not_found)?;
+    Ok((schedule, entry))
+}
+
+/// Locks the schedule and entry a call belongs to, if it has them.
+async fn lock_context(
+    txn: &DatabaseTransaction,
+    call: &CallRecord,
+) -> Result<(Option<Schedule>, Option<QueueEntry>), ApiError> {
+    let schedule = match &call.schedule_id {
+        Some(id) => ScheduleRepo.lock(txn, id.as_str()).await?,
+        None => None,
+    };
+    let entry = match &call.queue_entry_id {
+        Some(id) => QueueRepo.lock(txn, id.as_str()).await?,
+        None => None,
+    };
+    Ok((schedule, entry))
+}

@@ -1,0 +1,207 @@
+//! What clients see: the contract's camelCase objects (CONTRACT §4), with
+//! every timestamp as ISO-8601 UTC milliseconds.
+
+use consultd_domain::time::serde_millis;
+use consultd_domain::{QueueEntry, Schedule, Status, Timestamp};
+use consultd_persistence::{AuditEntry, CallRecord};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleView {
+    pub id: String,
+    pub doctor_id: String,
+    pub date: String,
+    pub start_time: String,
+    pub end_time: String,
+    pub status: &'static str,
+    #[serde(with = "serde_millis")]
+    pub created_at: Timestamp,
+}
+
+impl From<&Schedule> for ScheduleView {
+    fn from(s: &Schedule) -> Self {
+        Self {
+            id: s.id.to_string(),
+            doctor_id: s.host_id.to_string(),
+            date: s.slot.date.clone(),
+            start_time: s.slot.start_time.clone(),
+            end_time: s.slot.end_time.clone(),
+            status: s.status.as_str(),
+            created_at: s.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryView {
+    pub id: String,
+    pub schedule_id: String,
+    pub patient_id: String,
+    pub patient_name: Option<String>,
+    pub status: &'static str,
+    /// 1-based place in the schedule's join order.
+    pub position: u64,
+    /// Seed 001's flag, kept for clients that read it.
+    pub is_ready: bool,
+    /// The live call this entry is invited to or in.
+    pub call_session_id: Option<String>,
+    #[serde(with = "serde_millis")]
+    pub joined_at: Timestamp,
+}
+
+impl EntryView {
+    pub fn new(e: &QueueEntry, position: u64) -> Self {
+        Self {
+            id: e.id.to_string(),
+            schedule_id: e.schedule_id.to_string(),
+            patient_id: e.patient_id.to_string(),
+            patient_name: e.patient_name.clone(),
+            status: e.status.as_str(),
+            position,
+            is_ready: e.status == consultd_domain::EntryStatus::Ready,
+            call_session_id: e.call_id.as_ref().map(ToString::to_string),
+            joined_at: e.joined_at,
+        }
+    }
+
+    /// A whole queue, positions from its order.
+    pub fn queue(entries: &[QueueEntry]) -> Vec<Self> {
+        entries
+            .iter()
+            .zip(1u64..)
+            .map(|(e, pos)| Self::new(e, pos))
+            .collect()
+    }
+}
+
+/// `queue_updated`'s payload.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueUpdated {
+    pub schedule_id: String,
+    pub queue: Vec<EntryView>,
+}
+
+/// The call object of CONTRACT §4: the host is the doctor, the guest the
+/// patient, whoever invited whom.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallView {
+    pub id: String,
+    pub call_session_id: String,
+    pub schedule_id: Option<String>,
+    pub queue_entry_id: Option<String>,
+    pub appointment_id: Option<String>,
+    pub call_type: String,
+    pub doctor_id: String,
+    pub doctor_name: Option<String>,
+    pub patient_id: String,
+    pub patient_name: Option<String>,
+    pub status: &'static str,
+    pub doctor_peer_id: Option<String>,
+    pub patient_peer_id: Option<String>,
+    pub room_id: String,
+    #[serde(with = "serde_millis")]
+    pub expires_at: Timestamp,
+    #[serde(with = "serde_millis")]
+    pub created_at: Timestamp,
+    #[serde(with = "opt_millis")]
+    pub confirmed_at: Option<Timestamp>,
+    #[serde(with = "opt_millis")]
+    pub ended_at: Option<Timestamp>,
+}
+
+impl From<&CallRecord> for CallView {
+    fn from(r: &CallRecord) -> Self {
+        let c = &r.call;
+        Self {
+            id: c.id.to_string(),
+            call_session_id: c.id.to_string(),
+            schedule_id: r.schedule_id.as_ref().map(ToString::to_string),
+            queue_entry_id: r.queue_entry_id.as_ref().map(ToString::to_string),
+            appointment_id: r.appointment_id.clone(),
+            call_type: r.call_type.clone(),
+            doctor_id: c.host.user_id.to_string(),
+            doctor_name: c.host.name.clone(),
+            patient_id: c.guest.user_id.to_string(),
+            patient_name: c.guest.name.clone(),
+            status: c.status.as_str(),
+            doctor_peer_id: c.host.peer_id.clone(),
+            patient_peer_id: c.guest.peer_id.clone(),
+            room_id: r.room_id.clone(),
+            expires_at: c.expires_at,
+            created_at: c.created_at,
+            confirmed_at: c.confirmed_at,
+            ended_at: c.ended_at,
+        }
+    }
+}
+
+/// `peer_id_updated`'s payload.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerIdUpdated {
+    pub call_session_id: String,
+    /// The sender's token role (`doctor`, `patient`, …).
+    pub role: String,
+    pub peer_id: String,
+}
+
+/// `doctor_online` / `doctor_offline`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DoctorPresence {
+    pub doctor_id: String,
+    pub schedule_id: String,
+}
+
+/// One audit row: who (`actor`, `actorRole`; null for the server's own
+/// timers) did what (`action`) to which entity, from which state to which,
+/// when.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditView {
+    pub id: String,
+    pub actor: Option<String>,
+    pub actor_role: Option<String>,
+    pub action: String,
+    pub entity: String,
+    pub entity_id: String,
+    pub from: Option<String>,
+    pub to: String,
+    #[serde(with = "serde_millis")]
+    pub at: Timestamp,
+}
+
+impl From<AuditEntry> for AuditView {
+    fn from(a: AuditEntry) -> Self {
+        Self {
+            id: a.id,
+            actor: a.actor_id,
+            actor_role: a.actor_role,
+            action: a.action,
+            entity: a.entity_type,
+            entity_id: a.entity_id,
+            from: a.from_state,
+            to: a.to_state,
+            at: a.at,
+        }
+    }
+}
+
+mod opt_millis {
+    use consultd_domain::{Timestamp, format_timestamp};
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(
+        at: &Option<Timestamp>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => s.serialize_str(&format_timestamp(*at)),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The deadline timer: one task that sleeps until the earliest deadline and
+//! then asks the owning service to act (an unanswered invitation expires).
+//!
+//! Deadlines live in the database; this task only caches them. On start it
+//! reloads every pending one, so an invitation issued before a restart still
+//! expires on time. Firing twice is harmless: the service's transition is a
+//! compare-and-set, so exactly one expiry (and one `call_expired`) happens,
+//! even with several nodes running this timer.
+
+use std::collections::BTreeSet;
+
+use consultd_domain::{CallId, Timestamp};
+use tokio::sync::mpsc;
+
+use crate::service::ConsultService;
+
+/// Something the server must do by itself at a given instant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Deadline {
+    /// An invitation's `expiresAt`.
+    CallExpiry(CallId),
+}
+
+/// The handle services use to add deadlines.
+#[derive(Clone)]
+pub struct Timer {
+    tx: mpsc::UnboundedSender<(Timestamp, Deadline)>,
+}
+
+impl Timer {
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<(Timestamp, Deadline)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, rx)
+    }
+
+    pub fn at(&self, when: Timestamp, what: Deadline) {
+        // Only fails once the timer task is gone, i.e. during shutdown; the
+        // deadline is in the database and is reloaded on the next start.
+        let _ = self.tx.send((when, what));
+    }
+}
+
+/// Runs until aborted (the server aborts it on shutdown).
+pub async fn run(
+    mut rx: mpsc::UnboundedReceiver<(Timestamp, Deadline)>,
+    service: ConsultService,
+    initial: Vec<(Timestamp, Deadline)>,
+) {
+    let mut pending: BTreeSet<(Timestamp, Deadline)> = initial.into_iter().collect();
+    tracing::info!(pending = pending.len(), "deadline timer started");
+    loop {
+        let sleep = match pending.first() {
+            Some((when, _)) => {
+                let wait = (*when - chrono::Utc::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(wait)
+            }
+            // Nothing pending: wait for the next deadline only.
+            None => tokio::time::sleep(std::time::Duration::from_secs(3600)),
+        };
+        tokio::select! {
+            () = sleep => {
+                let now = chrono::Utc::now();
+                while let Some(first) = pending.first() {
+                    if first.0 > now {
+                        break;
+                    }
+                    let Some((_, what)) = pending.pop_first() else { break };
+                    let service = service.clone();
+                    // Each firing is its own task: a slow database never
+                    // delays the deadlines behind it.
+                    tokio::spawn(async move { service.on_deadline(what).await });
+                }
+            }
+            next = rx.recv() => match next {
+                Some(entry) => { pending.insert(entry); }
+                None => break,
+            },
+        }
+    }
+}
