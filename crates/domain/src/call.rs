@@ -248,6 +248,9 @@ impl Call {
             (S::Invited, C::Confirm | C::Decline | C::Cancel) if now >= self.expires_at => {
                 return Err(CallError::Expired);
             }
+            // Answering an invitation that has expired is "gone" (410), not
+            // a generic conflict: the client should stop showing it.
+            (S::Expired, C::Confirm | C::Decline | C::Cancel) => return Err(CallError::Expired),
             (S::Invited, C::Confirm) => S::Confirmed,
             (S::Invited, C::Decline) => S::Declined,
             (S::Invited, C::Cancel) => S::Cancelled,
@@ -370,6 +373,9 @@ mod tests {
                                     (S::Active, C::Activate) => Ok(None),
                                     (S::Confirmed | S::Active, C::End) => Ok(Some(S::Ended)),
                                     (S::Ended, C::End) => Ok(None),
+                                    (S::Expired, C::Confirm | C::Decline | C::Cancel) => {
+                                        Err(CallError::Expired)
+                                    }
                                     (from, command) => Err(CallError::Illegal { from, command }),
                                 },
                             }
