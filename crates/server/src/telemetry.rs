@@ -12,6 +12,7 @@ pub const SOCKET_CONNECTIONS: &str = "consultd_socket_connections_total";
 pub const SOCKET_REFUSED: &str = "consultd_socket_refused_total";
 pub const SOCKET_EVENTS: &str = "consultd_socket_events_total";
 pub const HTTP_REQUESTS: &str = "consultd_http_requests_total";
+pub const CALL_TRANSITIONS: &str = "consultd_call_transitions_total";
 pub const HTTP_DURATION: &str = "consultd_http_request_duration_seconds";
 
 /// Installs the log subscriber. A second call (tests start several servers
@@ -63,6 +64,10 @@ fn describe() {
     metrics::describe_counter!(SOCKET_REFUSED, "Socket.IO connections refused, by reason");
     metrics::describe_counter!(SOCKET_EVENTS, "Socket.IO events received, by event name");
     metrics::describe_counter!(HTTP_REQUESTS, "REST requests, by method, route and status");
+    metrics::describe_counter!(
+        CALL_TRANSITIONS,
+        "Call session transitions committed, by the status reached"
+    );
     metrics::describe_histogram!(
         HTTP_DURATION,
         metrics::Unit::Seconds,

@@ -16,11 +16,13 @@ use consultd_persistence::{
 };
 
 use super::notify::Notifier;
+use super::order::Sequencer;
 use super::views::{
     AuditView, CallView, DoctorPresence, EntryView, PeerIdUpdated, QueueUpdated, ScheduleView,
 };
 use super::{audit, new_id, now};
 use crate::error::ApiError;
+use crate::telemetry::CALL_TRANSITIONS;
 use crate::timers::{Deadline, Timer};
 
 /// `video` unless the host asks for `voice`.
@@ -106,6 +108,9 @@ struct Inner {
     notify: Notifier,
     timer: Timer,
     invite_ttl: Duration,
+    /// Keyed by schedule id (queue calls and queue changes share it) or by
+    /// call id (calls without a schedule).
+    order: Sequencer,
 }
 
 impl ConsultService {
@@ -117,6 +122,7 @@ impl ConsultService {
                 notify,
                 timer,
                 invite_ttl: Duration::seconds(secs),
+                order: Sequencer::new(64),
             }),
         }
     }
@@ -223,6 +229,7 @@ impl ConsultService {
                 }
             }
         }
+        let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         txn.commit().await.map_err(RepoError::from)?;
 
         let presence = DoctorPresence {
@@ -288,6 +295,7 @@ impl ConsultService {
             )
             .await?;
         let pos = QueueRepo.position(&txn, &entry).await?;
+        let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         txn.commit().await.map_err(RepoError::from)?;
         self.push_queue(&schedule.host_id, &schedule.id).await;
         Ok((EntryView::new(&entry, pos), true))
@@ -309,6 +317,7 @@ impl ConsultService {
         };
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
         let pos = QueueRepo.position(&txn, &entry).await?;
+        let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         txn.commit().await.map_err(RepoError::from)?;
         self.push_queue(&schedule.host_id, &schedule.id).await;
         Ok(EntryView::new(&entry, pos))
@@ -331,6 +340,7 @@ impl ConsultService {
         // unique index refuses it and that surfaces as 409.
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
         let pos = QueueRepo.position(&txn, &entry).await?;
+        let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         txn.commit().await.map_err(RepoError::from)?;
         self.push_queue(&schedule.host_id, &schedule.id).await;
         Ok(EntryView::new(&entry, pos))
@@ -463,6 +473,7 @@ impl ConsultService {
                 ),
             )
             .await?;
+        let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         txn.commit().await.map_err(RepoError::from)?;
 
         self.inner.timer.at(
@@ -470,6 +481,8 @@ impl ConsultService {
             Deadline::CallExpiry(record.call.id.clone()),
         );
         let view = CallView::from(&record);
+        metrics::counter!(CALL_TRANSITIONS, "to" => view.status).increment(1);
+        tracing::info!(call = %view.id, "call invitation sent");
         self.inner
             .notify
             .user(&record.call.guest.user_id, "call_invitation", &view)
@@ -479,6 +492,7 @@ impl ConsultService {
     }
 
     /// confirm / decline / cancel / activate / end by a participant.
+    #[tracing::instrument(name = "call", skip_all, fields(id = %call_id))]
     pub async fn call_command(
         &self,
         p: &Principal,
@@ -516,6 +530,7 @@ impl ConsultService {
             now,
         )
         .await?;
+        let _ordered = self.inner.order.lock(order_key(&record)).await;
         txn.commit().await.map_err(RepoError::from)?;
         self.announce(announce).await;
         if action == "call.expire" {
@@ -539,6 +554,7 @@ impl ConsultService {
     }
 
     /// Expires the invitation if it is still unanswered at its deadline.
+    #[tracing::instrument(name = "call", skip_all, fields(id = %id))]
     async fn expire(&self, id: &CallId) -> Result<(), ApiError> {
         let now = now();
         let Some(found) = CallRepo.find(self.db().conn(), id.as_str()).await? else {
@@ -572,15 +588,14 @@ impl ConsultService {
             now,
         )
         .await?;
+        let _ordered = self.inner.order.lock(order_key(&record)).await;
         txn.commit().await.map_err(RepoError::from)?;
-        let _span = tracing::info_span!("call", id = %id).entered();
-        tracing::info!("invitation expired");
-        drop(_span);
         self.announce(announce).await;
         Ok(())
     }
 
     /// Stores a participant's peer id and tells the other participant.
+    #[tracing::instrument(name = "call", skip_all, fields(id = %call_id))]
     pub async fn set_peer_id(
         &self,
         p: &Principal,
@@ -589,6 +604,7 @@ impl ConsultService {
     ) -> Result<CallView, ApiError> {
         let mut record = self.participant_call(p, call_id).await?;
         let side = record.call.set_peer_id(&p.user_id, peer_id)?;
+        let _ordered = self.inner.order.lock(order_key(&record)).await;
         CallRepo
             .set_peer_id(self.db().conn(), &record.call.id, side, peer_id)
             .await
@@ -669,6 +685,8 @@ impl ConsultService {
 
     async fn announce(&self, a: Announce) {
         let view = CallView::from(&a.record);
+        metrics::counter!(CALL_TRANSITIONS, "to" => view.status).increment(1);
+        tracing::info!(call = %view.id, status = view.status, "call transition");
         let c = &a.record.call;
         self.inner
             .notify
@@ -678,6 +696,14 @@ impl ConsultService {
             self.push_queue(&host, &schedule).await;
         }
     }
+}
+
+/// The ordering key of a call: its schedule's (so call and queue pushes of
+/// one schedule stay in commit order), or its own.
+fn order_key(r: &CallRecord) -> &str {
+    r.schedule_id
+        .as_ref()
+        .map_or(r.call.id.as_str(), ScheduleId::as_str)
 }
 
 /// The event each call transition is announced with.

@@ -5,6 +5,7 @@
 
 pub mod consult;
 pub mod notify;
+mod order;
 pub mod views;
 
 use chrono::SubsecRound;
