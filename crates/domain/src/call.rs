@@ -313,17 +313,7 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn t0() -> Timestamp {
-        chrono::Utc
-            .with_ymd_and_hms(2026, 11, 21, 10, 0, 0)
-            .unwrap()
-    }
-
-    fn user(id: &str) -> UserId {
-        UserId::new(id).unwrap()
-    }
+    use crate::test_support::{t0, user};
 
     fn call_in(status: CallStatus, inviter: Side) -> Call {
         let mut c = Call::invite(

@@ -25,3 +25,21 @@ pub use rate::TokenBucket;
 pub use schedule::{Schedule, ScheduleCommand, ScheduleStatus, Slot};
 pub use time::{Timestamp, format_timestamp};
 pub use transition::{Status, Transition};
+
+/// Fixtures shared by the machines' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use chrono::TimeZone;
+
+    use crate::{Timestamp, UserId};
+
+    pub(crate) fn t0() -> Timestamp {
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 21, 10, 0, 0)
+            .unwrap()
+    }
+
+    pub(crate) fn user(id: &str) -> UserId {
+        UserId::new(id).unwrap()
+    }
+}

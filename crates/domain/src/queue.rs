@@ -267,16 +267,8 @@ pub fn start_queue_call(
 mod tests {
     use super::*;
     use crate::schedule::Slot;
-    use chrono::TimeZone;
+    use crate::test_support::{t0, user};
 
-    fn t0() -> Timestamp {
-        chrono::Utc
-            .with_ymd_and_hms(2026, 11, 21, 10, 0, 0)
-            .unwrap()
-    }
-    fn user(id: &str) -> UserId {
-        UserId::new(id).unwrap()
-    }
     fn schedule(status: ScheduleStatus) -> Schedule {
         let mut s = Schedule::create(
             ScheduleId::new("s1"),

@@ -29,6 +29,18 @@ impl TestDatabase {
         }
     }
 
+    /// SQLite always, and PostgreSQL too when `TEST_DATABASE_URL` is set: for
+    /// repository tests that must hold on both.
+    pub async fn each_backend() -> Result<Vec<Self>, RepoError> {
+        let mut all = vec![Self::sqlite()];
+        if let Ok(url) = std::env::var(TEST_DATABASE_URL)
+            && !url.is_empty()
+        {
+            all.push(Self::postgres(&url).await?);
+        }
+        Ok(all)
+    }
+
     /// A SQLite file in a new directory under the system temp dir.
     pub fn sqlite() -> Self {
         let dir = std::env::temp_dir().join(format!("consultd-test-{}", uuid::Uuid::new_v4()));

@@ -5,21 +5,11 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use consultd_domain::*;
-use consultd_persistence::testing::{TEST_DATABASE_URL, TestDatabase};
+use consultd_persistence::testing::TestDatabase;
 use consultd_persistence::{CallRecord, CallRepo, Db, QueueRepo, RepoError, ScheduleRepo};
 
 async fn databases() -> Vec<TestDatabase> {
-    let mut all = vec![TestDatabase::sqlite()];
-    if let Ok(url) = std::env::var(TEST_DATABASE_URL)
-        && !url.is_empty()
-    {
-        all.push(
-            TestDatabase::postgres(&url)
-                .await
-                .expect("create pg schema"),
-        );
-    }
-    all
+    TestDatabase::each_backend().await.expect("test databases")
 }
 
 fn t0() -> Timestamp {

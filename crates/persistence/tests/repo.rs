@@ -2,21 +2,11 @@
 //! `TEST_DATABASE_URL` is set.
 
 use chrono::{Duration, TimeZone, Utc};
-use consultd_persistence::testing::{TEST_DATABASE_URL, TestDatabase};
+use consultd_persistence::testing::TestDatabase;
 use consultd_persistence::{AuditRepo, Backend, Db, NewAuditEntry};
 
 async fn databases() -> Vec<TestDatabase> {
-    let mut all = vec![TestDatabase::sqlite()];
-    if let Ok(url) = std::env::var(TEST_DATABASE_URL)
-        && !url.is_empty()
-    {
-        all.push(
-            TestDatabase::postgres(&url)
-                .await
-                .expect("create pg schema"),
-        );
-    }
-    all
+    TestDatabase::each_backend().await.expect("test databases")
 }
 
 fn entry(entity: &str, from: Option<&str>, to: &str, at_ms: i64) -> NewAuditEntry {

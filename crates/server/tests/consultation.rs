@@ -132,6 +132,25 @@ impl Clinic {
         body["data"].as_array().unwrap().clone()
     }
 
+    /// `n` identical POSTs at once; their statuses.
+    async fn concurrently(&self, n: usize, path: &str, token: &str, body: Value) -> Vec<u16> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (http, url) = (self.app.http.clone(), self.app.url(path));
+                let (token, body) = (token.to_owned(), body.clone());
+                tokio::spawn(async move {
+                    let res = http.post(url).bearer_auth(token).json(&body).send().await;
+                    res.unwrap().status().as_u16()
+                })
+            })
+            .collect();
+        let mut statuses = vec![];
+        for t in tasks {
+            statuses.push(t.await.unwrap());
+        }
+        statuses
+    }
+
     async fn stop(self) {
         self.app.stop().await;
     }
@@ -1125,25 +1144,7 @@ async fn concurrent_confirms_have_exactly_one_winner() {
     c.ready(&c.patient).await;
     let cid = c.invite("p1").await["id"].as_str().unwrap().to_owned();
     let path = format!("/api/call-sessions/{cid}/confirm");
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let (http, url, token) = (c.app.http.clone(), c.app.url(&path), c.patient.clone());
-            tokio::spawn(async move {
-                http.post(url)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-        })
-        .collect();
-    let mut statuses = vec![];
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
-    statuses.sort_unstable();
+    let statuses = c.concurrently(10, &path, &c.patient, json!({})).await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
         1,
@@ -1168,26 +1169,14 @@ async fn twenty_concurrent_start_calls_make_one_invitation() {
     let c = Clinic::open().await;
     let mut patient = c.app.connect(&c.patient).await;
     c.ready(&c.patient).await;
-    let path = c.path("start-call");
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let (http, url, token) = (c.app.http.clone(), c.app.url(&path), c.doctor.clone());
-            tokio::spawn(async move {
-                http.post(url)
-                    .bearer_auth(token)
-                    .json(&json!({ "patientId": "p1" }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-        })
-        .collect();
-    let mut statuses = vec![];
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
+    let statuses = c
+        .concurrently(
+            20,
+            &c.path("start-call"),
+            &c.doctor,
+            json!({ "patientId": "p1" }),
+        )
+        .await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,

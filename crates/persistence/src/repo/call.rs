@@ -7,7 +7,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use super::{expect_one, parse_status, user};
+use super::{by_id, expect_one, parse_status, user};
 use crate::RepoError;
 use crate::entity::call_session::{self, Column, Entity};
 
@@ -78,10 +78,6 @@ fn live() -> Vec<&'static str> {
     CallStatus::LIVE.iter().map(|s| s.as_str()).collect()
 }
 
-fn records(rows: Vec<call_session::Model>) -> Result<Vec<CallRecord>, RepoError> {
-    rows.into_iter().map(CallRecord::try_from).collect()
-}
-
 impl CallRepo {
     /// Stores a new call; [`RepoError::Conflict`] when the host or the guest
     /// already has a live call (unique indexes, race-free across nodes).
@@ -120,11 +116,7 @@ impl CallRepo {
         db: &C,
         id: &str,
     ) -> Result<Option<CallRecord>, RepoError> {
-        Entity::find_by_id(id.to_owned())
-            .one(db)
-            .await?
-            .map(CallRecord::try_from)
-            .transpose()
+        by_id::<Entity, _, _>(db, id, false).await
     }
 
     /// Reads and row-locks (PostgreSQL) a call inside a write transaction.
@@ -133,12 +125,7 @@ impl CallRepo {
         db: &C,
         id: &str,
     ) -> Result<Option<CallRecord>, RepoError> {
-        Entity::find_by_id(id.to_owned())
-            .lock_exclusive()
-            .one(db)
-            .await?
-            .map(CallRecord::try_from)
-            .transpose()
+        by_id::<Entity, _, _>(db, id, true).await
     }
 
     /// Compare-and-set of the status, with the timestamps the move set.
@@ -266,27 +253,5 @@ impl CallRepo {
             .into_iter()
             .map(|(id, at)| (CallId::new(id), at))
             .collect())
-    }
-
-    /// Calls in which the user takes part, newest first.
-    pub async fn for_user<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        user_id: &str,
-        limit: u64,
-    ) -> Result<Vec<CallRecord>, RepoError> {
-        records(
-            Entity::find()
-                .filter(
-                    Condition::any()
-                        .add(Column::HostId.eq(user_id))
-                        .add(Column::GuestId.eq(user_id)),
-                )
-                .order_by_desc(Column::CreatedAt)
-                .order_by_desc(Column::Id)
-                .limit(limit)
-                .all(db)
-                .await?,
-        )
     }
 }

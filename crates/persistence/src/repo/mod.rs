@@ -12,8 +12,26 @@ pub mod queue;
 pub mod schedule;
 
 use consultd_domain::Status;
+use sea_orm::{ConnectionTrait, EntityTrait, PrimaryKeyTrait, QuerySelect};
 
 use crate::RepoError;
+
+/// Reads one row by id into its domain type; with `lock`, also row-locks it
+/// (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's write transaction already
+/// excludes other writers).
+async fn by_id<E, T, C>(db: &C, id: &str, lock: bool) -> Result<Option<T>, RepoError>
+where
+    E: EntityTrait,
+    <E::PrimaryKey as PrimaryKeyTrait>::ValueType: From<String>,
+    T: TryFrom<E::Model, Error = RepoError>,
+    C: ConnectionTrait,
+{
+    let mut query = E::find_by_id(id.to_owned());
+    if lock {
+        query = query.lock_exclusive();
+    }
+    query.one(db).await?.map(T::try_from).transpose()
+}
 
 fn parse_status<S: Status>(raw: &str) -> Result<S, RepoError> {
     S::parse(raw).ok_or_else(|| RepoError::Corrupt(format!("unknown status `{raw}`")))

@@ -4,10 +4,10 @@ use consultd_domain::{
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder,
 };
 
-use super::{expect_one, parse_status, user};
+use super::{by_id, expect_one, parse_status, user};
 use crate::RepoError;
 use crate::entity::queue_entry::{self, Column, Entity};
 
@@ -67,11 +67,7 @@ impl QueueRepo {
         db: &C,
         id: &str,
     ) -> Result<Option<QueueEntry>, RepoError> {
-        Entity::find_by_id(id.to_owned())
-            .one(db)
-            .await?
-            .map(QueueEntry::try_from)
-            .transpose()
+        by_id::<Entity, _, _>(db, id, false).await
     }
 
     /// Reads and row-locks (PostgreSQL) an entry inside a write transaction.
@@ -80,12 +76,7 @@ impl QueueRepo {
         db: &C,
         id: &str,
     ) -> Result<Option<QueueEntry>, RepoError> {
-        Entity::find_by_id(id.to_owned())
-            .lock_exclusive()
-            .one(db)
-            .await?
-            .map(QueueEntry::try_from)
-            .transpose()
+        by_id::<Entity, _, _>(db, id, true).await
     }
 
     /// The guest's live (not `DONE`) entry in a schedule.
@@ -99,24 +90,6 @@ impl QueueRepo {
             .filter(Column::ScheduleId.eq(schedule_id))
             .filter(Column::PatientId.eq(patient_id))
             .filter(Column::Status.ne("DONE"))
-            .one(db)
-            .await?
-            .map(QueueEntry::try_from)
-            .transpose()
-    }
-
-    /// The guest's latest entry in a schedule, live or not.
-    pub async fn latest_for<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        schedule_id: &str,
-        patient_id: &str,
-    ) -> Result<Option<QueueEntry>, RepoError> {
-        Entity::find()
-            .filter(Column::ScheduleId.eq(schedule_id))
-            .filter(Column::PatientId.eq(patient_id))
-            .order_by_desc(Column::JoinedAt)
-            .order_by_desc(Column::Id)
             .one(db)
             .await?
             .map(QueueEntry::try_from)

@@ -5,7 +5,7 @@ use sea_orm::{
     QuerySelect,
 };
 
-use super::{expect_one, parse_status, user};
+use super::{by_id, expect_one, parse_status, user};
 use crate::RepoError;
 use crate::entity::schedule::{self, Column, Entity};
 
@@ -51,11 +51,7 @@ impl ScheduleRepo {
         db: &C,
         id: &str,
     ) -> Result<Option<Schedule>, RepoError> {
-        Entity::find_by_id(id.to_owned())
-            .one(db)
-            .await?
-            .map(Schedule::try_from)
-            .transpose()
+        by_id::<Entity, _, _>(db, id, false).await
     }
 
     /// Reads and row-locks (PostgreSQL) the schedule, inside a write
@@ -65,12 +61,7 @@ impl ScheduleRepo {
         db: &C,
         id: &str,
     ) -> Result<Option<Schedule>, RepoError> {
-        Entity::find_by_id(id.to_owned())
-            .lock_exclusive()
-            .one(db)
-            .await?
-            .map(Schedule::try_from)
-            .transpose()
+        by_id::<Entity, _, _>(db, id, true).await
     }
 
     /// A host's schedules, newest first.

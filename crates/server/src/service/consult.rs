@@ -156,21 +156,17 @@ impl ConsultService {
         let schedule = Schedule::create(ScheduleId::new(new_id()), p.user_id.clone(), slot, now);
         let txn = self.db().begin_write().await?;
         ScheduleRepo.insert(&txn, &schedule).await?;
-        AuditRepo
-            .record(
-                &txn,
-                audit(
-                    Some(p),
-                    "schedule.create",
-                    "schedule",
-                    schedule.id.as_str(),
-                    None,
-                    schedule.status.as_str(),
-                    now,
-                ),
-            )
-            .await?;
-        txn.commit().await.map_err(RepoError::from)?;
+        record_creation(
+            &txn,
+            Some(p),
+            "schedule.create",
+            "schedule",
+            schedule.id.as_str(),
+            schedule.status.as_str(),
+            now,
+        )
+        .await?;
+        commit(txn).await?;
         Ok(ScheduleView::from(&schedule))
     }
 
@@ -230,7 +226,7 @@ impl ConsultService {
             }
         }
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
-        txn.commit().await.map_err(RepoError::from)?;
+        commit(txn).await?;
 
         let presence = DoctorPresence {
             doctor_id: schedule.host_id.to_string(),
@@ -280,23 +276,19 @@ impl ConsultService {
             now,
         )?;
         QueueRepo.insert(&txn, &entry).await?;
-        AuditRepo
-            .record(
-                &txn,
-                audit(
-                    Some(p),
-                    "queue.join",
-                    "queue_entry",
-                    entry.id.as_str(),
-                    None,
-                    entry.status.as_str(),
-                    now,
-                ),
-            )
-            .await?;
+        record_creation(
+            &txn,
+            Some(p),
+            "queue.join",
+            "queue_entry",
+            entry.id.as_str(),
+            entry.status.as_str(),
+            now,
+        )
+        .await?;
         let pos = QueueRepo.position(&txn, &entry).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
-        txn.commit().await.map_err(RepoError::from)?;
+        commit(txn).await?;
         self.push_queue(&schedule.host_id, &schedule.id).await;
         Ok((EntryView::new(&entry, pos), true))
     }
@@ -318,7 +310,7 @@ impl ConsultService {
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
         let pos = QueueRepo.position(&txn, &entry).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
-        txn.commit().await.map_err(RepoError::from)?;
+        commit(txn).await?;
         self.push_queue(&schedule.host_id, &schedule.id).await;
         Ok(EntryView::new(&entry, pos))
     }
@@ -341,7 +333,7 @@ impl ConsultService {
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
         let pos = QueueRepo.position(&txn, &entry).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
-        txn.commit().await.map_err(RepoError::from)?;
+        commit(txn).await?;
         self.push_queue(&schedule.host_id, &schedule.id).await;
         Ok(EntryView::new(&entry, pos))
     }
@@ -459,22 +451,18 @@ impl ConsultService {
         // here with 409 and leave nothing behind.
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
         CallRepo.insert(&txn, &record).await?;
-        AuditRepo
-            .record(
-                &txn,
-                audit(
-                    Some(p),
-                    "call.invite",
-                    "call_session",
-                    record.call.id.as_str(),
-                    None,
-                    record.call.status.as_str(),
-                    now,
-                ),
-            )
-            .await?;
+        record_creation(
+            &txn,
+            Some(p),
+            "call.invite",
+            "call_session",
+            record.call.id.as_str(),
+            record.call.status.as_str(),
+            now,
+        )
+        .await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
-        txn.commit().await.map_err(RepoError::from)?;
+        commit(txn).await?;
 
         self.inner.timer.at(
             record.call.expires_at,
@@ -531,7 +519,7 @@ impl ConsultService {
         )
         .await?;
         let _ordered = self.inner.order.lock(order_key(&record)).await;
-        txn.commit().await.map_err(RepoError::from)?;
+        commit(txn).await?;
         self.announce(announce).await;
         if action == "call.expire" {
             return Err(CallError::Expired.into());
@@ -565,10 +553,9 @@ impl ConsultService {
         }
         let txn = self.db().begin_write().await?;
         let (mut schedule, mut entry) = lock_context(&txn, &found).await?;
-        let Some(record) = CallRepo.lock(&txn, id.as_str()).await? else {
+        let Some(mut record) = CallRepo.lock(&txn, id.as_str()).await? else {
             return Ok(());
         };
-        let mut record = record;
         let Some(t) = record.call.on_timeout(now) else {
             // Not due yet (a clock step) or already answered: look again
             // at the deadline, if there still is one.
@@ -589,7 +576,7 @@ impl ConsultService {
         )
         .await?;
         let _ordered = self.inner.order.lock(order_key(&record)).await;
-        txn.commit().await.map_err(RepoError::from)?;
+        commit(txn).await?;
         self.announce(announce).await;
         Ok(())
     }
@@ -756,6 +743,27 @@ async fn apply_call(
         record: record.clone(),
         queue,
     })
+}
+
+async fn commit(txn: DatabaseTransaction) -> Result<(), ApiError> {
+    txn.commit().await.map_err(RepoError::from)?;
+    Ok(())
+}
+
+/// The audit row of a new entity (no `from` state).
+async fn record_creation(
+    txn: &DatabaseTransaction,
+    actor: Option<&Principal>,
+    action: &str,
+    entity: &str,
+    id: &str,
+    to: &str,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    AuditRepo
+        .record(txn, audit(actor, action, entity, id, None, to, now))
+        .await?;
+    Ok(())
 }
 
 async fn record_transition<S: Status>(
