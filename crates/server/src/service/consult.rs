@@ -507,20 +507,16 @@ impl ConsultService {
             },
             Err(e) => return Err(e.into()),
         };
-        let announce = apply_call(
-            &txn,
+        self.commit_call(
+            txn,
             actor,
             action,
             &record,
             t,
-            schedule.as_mut(),
-            entry.as_mut(),
+            (schedule.as_mut(), entry.as_mut()),
             now,
         )
         .await?;
-        let _ordered = self.inner.order.lock(order_key(&record)).await;
-        commit(txn).await?;
-        self.announce(announce).await;
         if action == "call.expire" {
             return Err(CallError::Expired.into());
         }
@@ -564,21 +560,9 @@ impl ConsultService {
             }
             return Ok(());
         };
-        let announce = apply_call(
-            &txn,
-            None,
-            "call.expire",
-            &record,
-            t,
-            schedule.as_mut(),
-            entry.as_mut(),
-            now,
-        )
-        .await?;
-        let _ordered = self.inner.order.lock(order_key(&record)).await;
-        commit(txn).await?;
-        self.announce(announce).await;
-        Ok(())
+        let context = (schedule.as_mut(), entry.as_mut());
+        self.commit_call(txn, None, "call.expire", &record, t, context, now)
+            .await
     }
 
     /// Stores a participant's peer id and tells the other participant.
@@ -668,6 +652,26 @@ impl ConsultService {
             .await?
             .filter(|r| r.call.side_of(&p.user_id).is_some())
             .ok_or_else(|| ApiError::not_found("no such call session"))
+    }
+
+    /// Writes a call transition and its queue follow-up, commits, and
+    /// announces it, in commit order.
+    #[allow(clippy::too_many_arguments)] // one transaction's worth of context
+    async fn commit_call(
+        &self,
+        txn: DatabaseTransaction,
+        actor: Option<&Principal>,
+        action: &str,
+        record: &CallRecord,
+        t: Transition<consultd_domain::CallStatus>,
+        (schedule, entry): (Option<&mut Schedule>, Option<&mut QueueEntry>),
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        let announce = apply_call(&txn, actor, action, record, t, schedule, entry, now).await?;
+        let _ordered = self.inner.order.lock(order_key(record)).await;
+        commit(txn).await?;
+        self.announce(announce).await;
+        Ok(())
     }
 
     async fn announce(&self, a: Announce) {
