@@ -90,12 +90,34 @@ fn require_guest(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
+/// A `queue_updated` for the host, read inside the transaction that changed
+/// the queue, so it is exactly the committed state and pushing it needs no
+/// database connection.
+struct QueueNews {
+    host: UserId,
+    payload: QueueUpdated,
+}
+
+async fn queue_snapshot(
+    txn: &DatabaseTransaction,
+    schedule: &Schedule,
+) -> Result<QueueNews, ApiError> {
+    let entries = QueueRepo.list(txn, schedule.id.as_str()).await?;
+    Ok(QueueNews {
+        host: schedule.host_id.clone(),
+        payload: QueueUpdated {
+            schedule_id: schedule.id.to_string(),
+            queue: EntryView::queue(&entries),
+        },
+    })
+}
+
 /// A call transition that has been committed and must now be announced.
 struct Announce {
     event: &'static str,
     record: CallRecord,
-    /// The host whose queue changed, and the schedule.
-    queue: Option<(UserId, ScheduleId)>,
+    /// The queue, when the call moved its entry.
+    queue: Option<QueueNews>,
 }
 
 #[derive(Clone)]
@@ -225,6 +247,11 @@ impl ConsultService {
                 }
             }
         }
+        let news = if closed > 0 {
+            Some(queue_snapshot(&txn, &schedule).await?)
+        } else {
+            None
+        };
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
 
@@ -236,8 +263,8 @@ impl ConsultService {
             ScheduleStatus::Online => self.inner.notify.guests("doctor_online", &presence).await,
             ScheduleStatus::Completed => {
                 self.inner.notify.guests("doctor_offline", &presence).await;
-                if closed > 0 {
-                    self.push_queue(&schedule.host_id, &schedule.id).await;
+                if let Some(news) = news {
+                    self.push_queue(news).await;
                 }
             }
             ScheduleStatus::Upcoming => {}
@@ -287,9 +314,10 @@ impl ConsultService {
         )
         .await?;
         let pos = QueueRepo.position(&txn, &entry).await?;
+        let news = queue_snapshot(&txn, &schedule).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
-        self.push_queue(&schedule.host_id, &schedule.id).await;
+        self.push_queue(news).await;
         Ok((EntryView::new(&entry, pos), true))
     }
 
@@ -309,9 +337,10 @@ impl ConsultService {
         };
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
         let pos = QueueRepo.position(&txn, &entry).await?;
+        let news = queue_snapshot(&txn, &schedule).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
-        self.push_queue(&schedule.host_id, &schedule.id).await;
+        self.push_queue(news).await;
         Ok(EntryView::new(&entry, pos))
     }
 
@@ -332,9 +361,10 @@ impl ConsultService {
         // unique index refuses it and that surfaces as 409.
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
         let pos = QueueRepo.position(&txn, &entry).await?;
+        let news = queue_snapshot(&txn, &schedule).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
-        self.push_queue(&schedule.host_id, &schedule.id).await;
+        self.push_queue(news).await;
         Ok(EntryView::new(&entry, pos))
     }
 
@@ -380,20 +410,11 @@ impl ConsultService {
         Ok(EntryView::new(&entry, pos))
     }
 
-    async fn push_queue(&self, host: &UserId, schedule_id: &ScheduleId) {
-        match QueueRepo.list(self.db().conn(), schedule_id.as_str()).await {
-            Ok(entries) => {
-                let payload = QueueUpdated {
-                    schedule_id: schedule_id.to_string(),
-                    queue: EntryView::queue(&entries),
-                };
-                self.inner
-                    .notify
-                    .user(host, "queue_updated", &payload)
-                    .await;
-            }
-            Err(e) => tracing::warn!(error = %e, "queue_updated not sent"),
-        }
+    async fn push_queue(&self, news: QueueNews) {
+        self.inner
+            .notify
+            .user(&news.host, "queue_updated", &news.payload)
+            .await;
     }
 
     // ---- calls -----------------------------------------------------------
@@ -461,6 +482,7 @@ impl ConsultService {
             now,
         )
         .await?;
+        let news = queue_snapshot(&txn, &schedule).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
 
@@ -475,7 +497,7 @@ impl ConsultService {
             .notify
             .user(&record.call.guest.user_id, "call_invitation", &view)
             .await;
-        self.push_queue(&schedule.host_id, &schedule.id).await;
+        self.push_queue(news).await;
         Ok(view)
     }
 
@@ -575,14 +597,20 @@ impl ConsultService {
     ) -> Result<CallView, ApiError> {
         let mut record = self.participant_call(p, call_id).await?;
         let side = record.call.set_peer_id(&p.user_id, peer_id)?;
-        let _ordered = self.inner.order.lock(order_key(&record)).await;
+        let txn = self.db().begin_write().await?;
         CallRepo
-            .set_peer_id(self.db().conn(), &record.call.id, side, peer_id)
+            .set_peer_id(&txn, &record.call.id, side, peer_id)
             .await
             .map_err(|e| match e {
                 RepoError::Conflict => ApiError::Conflict("the call is over".into()),
                 other => other.into(),
             })?;
+        // Re-read so the answer carries the other side's latest peer id too.
+        if let Some(fresh) = CallRepo.find(&txn, call_id).await? {
+            record = fresh;
+        }
+        let _ordered = self.inner.order.lock(order_key(&record)).await;
+        commit(txn).await?;
         let other = record.call.party(side.other()).user_id.clone();
         let payload = PeerIdUpdated {
             call_session_id: record.call.id.to_string(),
@@ -593,10 +621,6 @@ impl ConsultService {
             .notify
             .user(&other, "peer_id_updated", &payload)
             .await;
-        // Re-read so the answer carries the other side's latest peer id too.
-        if let Some(fresh) = CallRepo.find(self.db().conn(), call_id).await? {
-            record = fresh;
-        }
         Ok(CallView::from(&record))
     }
 
@@ -683,8 +707,8 @@ impl ConsultService {
             .notify
             .users(&[&c.host.user_id, &c.guest.user_id], a.event, &view)
             .await;
-        if let Some((host, schedule)) = a.queue {
-            self.push_queue(&host, &schedule).await;
+        if let Some(news) = a.queue {
+            self.push_queue(news).await;
         }
     }
 }
@@ -740,7 +764,7 @@ async fn apply_call(
         && let Some(change) = entry.on_call(&record.call.id, t.to, schedule.is_open())
     {
         apply_entry(txn, actor, &entry.id, &change, now).await?;
-        queue = Some((schedule.host_id.clone(), schedule.id.clone()));
+        queue = Some(queue_snapshot(txn, schedule).await?);
     }
     Ok(Announce {
         event: call_event(t.to),

@@ -5,8 +5,13 @@
 //! pushed in the other — a client would see `call_activated` before
 //! `call_confirmed`, or a stale `queue_updated` last. Holding a per-key lock
 //! from just before the commit until the pushes are out makes the push order
-//! the commit order. The lock is taken after the row locks, and holders never
-//! wait on a database lock, so it cannot deadlock with them.
+//! the commit order.
+//!
+//! The rule that keeps it deadlock-free: take it only in a transaction that
+//! has done all its reads and writes, right before `commit`, and do no
+//! database work while holding it (queue snapshots are read before). A holder
+//! then never waits on a row lock or a pool connection, so whoever waits on it
+//! is never waited on.
 
 use std::hash::{BuildHasher, RandomState};
 
