@@ -1312,3 +1312,67 @@ async fn an_invitation_whose_deadline_passed_while_down_expires_at_start_once() 
     patient.expect_no_event("call_invitation", QUIET).await;
     c.stop().await;
 }
+
+/// Many guests joining and readying at once: every request succeeds
+/// promptly (no stall between row locks, the pool and the push-order lock),
+/// there is one push per change, and the host's last `queue_updated` is the
+/// final state. (Reordered pushes are rare enough that this test also passes
+/// without the push-order lock; it guards liveness and the end state.)
+#[tokio::test]
+async fn a_rush_on_one_queue_ends_with_a_current_queue_update() {
+    let c = Clinic::open().await;
+    let mut doctor = c.app.connect(&c.doctor).await;
+    let guests = 30;
+    let tasks: Vec<_> = (0..guests)
+        .map(|n| {
+            let (http, base) = (c.app.http.clone(), c.app.url(""));
+            let token = c.app.token(&format!("rush{n}"), "patient");
+            let join = c.app.url(&c.path("join-queue"));
+            tokio::spawn(async move {
+                let res = http.post(join).bearer_auth(&token).send().await.unwrap();
+                assert_eq!(res.status().as_u16(), 201);
+                let body: Value = res.json().await.unwrap();
+                let entry = body["data"]["id"].as_str().unwrap().to_owned();
+                let res = http
+                    .post(format!("{base}/api/queue/{entry}/toggle-ready"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "isReady": true }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status().as_u16(), 200);
+            })
+        })
+        .collect();
+    tokio::time::timeout(WAIT, async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await
+    .expect("every join and toggle answered in time");
+    let updates: Vec<Value> = doctor
+        .drain(Duration::from_millis(500))
+        .await
+        .into_iter()
+        .filter(|(name, _)| name == "queue_updated")
+        .map(|(_, args)| args[0].clone())
+        .collect();
+    assert_eq!(updates.len(), guests * 2, "one push per change");
+    let last = &updates.last().unwrap()["queue"];
+    assert_eq!(last.as_array().unwrap().len(), guests);
+    assert!(
+        last.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["status"] == "READY"),
+        "{last}"
+    );
+    // And the pushes grew monotonically: never a shorter queue after a longer one.
+    let sizes: Vec<usize> = updates
+        .iter()
+        .map(|u| u["queue"].as_array().unwrap().len())
+        .collect();
+    assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+    c.stop().await;
+}
