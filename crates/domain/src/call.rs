@@ -136,7 +136,7 @@ pub enum CallError {
     Expired,
     #[error("a call needs two different participants")]
     SelfCall,
-    #[error("the peer id must be 1 to {max} characters", max = MAX_PEER_ID_CHARS)]
+    #[error("the peer id must be 1 to {max} characters, without control characters", max = MAX_PEER_ID_CHARS)]
     BadPeerId,
 }
 
@@ -267,7 +267,11 @@ impl Call {
     pub fn set_peer_id(&mut self, actor: &UserId, peer_id: &str) -> Result<Side, CallError> {
         let side = self.side_of(actor).ok_or(CallError::NotParticipant)?;
         let len = peer_id.chars().count();
-        if len == 0 || len > MAX_PEER_ID_CHARS || peer_id.trim().is_empty() {
+        if len == 0
+            || len > MAX_PEER_ID_CHARS
+            || peer_id.trim().is_empty()
+            || peer_id.chars().any(char::is_control)
+        {
             return Err(CallError::BadPeerId);
         }
         if !self.status.is_live() {
@@ -449,7 +453,7 @@ mod tests {
             c.set_peer_id(&user("eve"), "x"),
             Err(CallError::NotParticipant)
         );
-        for bad in ["", "   ", &"p".repeat(MAX_PEER_ID_CHARS + 1)] {
+        for bad in ["", "   ", "a\u{0}b", &"p".repeat(MAX_PEER_ID_CHARS + 1)] {
             assert_eq!(c.set_peer_id(&user("doc"), bad), Err(CallError::BadPeerId));
         }
         for &status in CallStatus::ALL {

@@ -16,10 +16,16 @@ use serde::{Deserialize, Serialize};
 pub struct UserId(String);
 
 impl UserId {
-    /// Wraps an id; an empty id is refused because it could never be addressed.
+    /// The longest id accepted; longer ones are not ids anyone issues.
+    pub const MAX_LEN: usize = 256;
+
+    /// Wraps an id. Empty, over-long and control-character ids are refused:
+    /// they could never be addressed (and a NUL cannot even be stored).
     pub fn new(raw: impl Into<String>) -> Option<Self> {
         let raw = raw.into();
-        (!raw.is_empty()).then_some(Self(raw))
+        let usable =
+            !raw.is_empty() && raw.len() <= Self::MAX_LEN && !raw.chars().any(char::is_control);
+        usable.then_some(Self(raw))
     }
 
     pub fn as_str(&self) -> &str {
@@ -224,6 +230,11 @@ mod tests {
     #[test]
     fn user_ids_are_non_empty_and_have_a_room() {
         assert!(UserId::new("").is_none());
+        assert!(UserId::new("a\u{0}b").is_none());
+        assert!(UserId::new("tab\there").is_none());
+        assert!(UserId::new("x".repeat(UserId::MAX_LEN + 1)).is_none());
+        assert!(UserId::new("x".repeat(UserId::MAX_LEN)).is_some());
+        assert!(UserId::new("ünï cödé").is_some());
         let id = UserId::new("42").unwrap();
         assert_eq!(id.room(), "user:42");
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"42\"");

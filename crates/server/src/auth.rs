@@ -98,9 +98,7 @@ impl Authenticator {
         let name = claims
             .get("name")
             .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned);
+            .and_then(display_name);
         Ok(Principal {
             user_id,
             role,
@@ -211,6 +209,21 @@ fn non_empty(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_owned())
 }
 
+/// The longest display name kept (longer ones are cut).
+const MAX_NAME_CHARS: usize = 200;
+
+/// A display name as it is shown to the other party: trimmed, without
+/// control characters, at most [`MAX_NAME_CHARS`]; `None` when nothing is left.
+fn display_name(raw: &str) -> Option<String> {
+    let clean: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
+    (!clean.is_empty()).then_some(clean)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +288,31 @@ mod tests {
             SECRET,
         );
         assert_eq!(a.verify(&n).unwrap().user_id, a.verify(&s).unwrap().user_id);
+    }
+
+    #[test]
+    fn unusable_subjects_are_refused_and_names_are_cleaned() {
+        let a = auth_with("role");
+        for sub in ["a\u{0}b", "line\nbreak", &"x".repeat(257)] {
+            let t = sign(
+                json!({"sub": sub, "role": "patient", "exp": exp_in(60)}),
+                SECRET,
+            );
+            assert_eq!(a.verify(&t), Err(AuthError::Unauthorized), "{sub:?}");
+        }
+        let t = sign(
+            json!({"sub": "7", "role": "doctor", "exp": exp_in(60), "name": " Dr\u{0} Who\u{7} "}),
+            SECRET,
+        );
+        assert_eq!(a.verify(&t).unwrap().name.as_deref(), Some("Dr Who"));
+        let long = sign(
+            json!({"sub": "7", "role": "doctor", "exp": exp_in(60), "name": "n".repeat(500)}),
+            SECRET,
+        );
+        assert_eq!(
+            a.verify(&long).unwrap().name.unwrap().chars().count(),
+            MAX_NAME_CHARS
+        );
     }
 
     #[test]

@@ -1097,6 +1097,34 @@ async fn bad_input_gets_bad_request_and_changes_nothing() {
         let (status, answer) = c.app.post("/api/schedules", &c.doctor, body.clone()).await;
         assert_eq!(status, 400, "{body}: {answer}");
     }
+    // Ids no one could have issued: a NUL (which PostgreSQL cannot even
+    // store) or 300 characters. Not found in a path, bad in a body.
+    let (status, answer) = c
+        .app
+        .post_raw(&start_call, &c.doctor, "{\"patientId\": \"p\\u0000\"}")
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    for path in [
+        "/api/call-sessions/%00".to_owned(),
+        format!("/api/schedules/{}", "s".repeat(300)),
+        "/api/queue/a%00b/toggle-ready".to_owned(),
+    ] {
+        let (status, answer) = c.app.get(&path, &c.admin).await;
+        assert!(
+            status == 404 || status == 405 || status == 400,
+            "{path}: {status} {answer}"
+        );
+        assert_eq!(answer["success"], false, "{path}");
+    }
+    let (status, _) = c
+        .app
+        .post(
+            "/api/queue/a%00b/toggle-ready",
+            &c.patient,
+            json!({"isReady": true}),
+        )
+        .await;
+    assert_eq!(status, 404);
     let (status, _) = c.app.get("/api/audit-logs?limit=0", &c.admin).await;
     assert_eq!(status, 400);
     let (status, _) = c.app.get("/api/audit-logs?limit=lots", &c.admin).await;
@@ -1122,6 +1150,7 @@ async fn bad_input_gets_bad_request_and_changes_nothing() {
         json!({}),
         json!({"peerId": ""}),
         json!({"peerId": 5}),
+        json!({"peerId": "nul\u{0}"}),
         json!({"peerId": "x".repeat(300)}),
     ] {
         assert_eq!(

@@ -2,7 +2,9 @@
 //! contract's `bad_request` envelope (axum's own rejections are plain text).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use consultd_domain::UserId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
@@ -45,12 +47,45 @@ pub(crate) struct IdInput(pub String);
 
 impl<'de> Deserialize<'de> for IdInput {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) if !s.trim().is_empty() => Ok(Self(s)),
-            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Self(n.to_string())),
-            _ => Err(serde::de::Error::custom(
-                "an id must be a non-empty string or an integer",
-            )),
+        let raw = match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) if !s.trim().is_empty() => s,
+            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "an id must be a non-empty string or an integer",
+                ));
+            }
+        };
+        if usable_id(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(serde::de::Error::custom(
+                "an id must be at most 256 characters, without control characters",
+            ))
+        }
+    }
+}
+
+/// What any id (a user's, a schedule's, a call's) can look like at all.
+fn usable_id(raw: &str) -> bool {
+    !raw.is_empty() && raw.len() <= UserId::MAX_LEN && !raw.chars().any(char::is_control)
+}
+
+/// A resource id from the path. One no id could look like (over-long,
+/// control characters) is simply not found, without touching the database.
+pub(crate) struct PathId(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("not found"))?;
+        if usable_id(&id) {
+            Ok(Self(id))
+        } else {
+            Err(ApiError::not_found("not found"))
         }
     }
 }
@@ -80,7 +115,18 @@ mod tests {
         assert_eq!(ok.0, "abc");
         let ok: IdInput = serde_json::from_str("123").unwrap();
         assert_eq!(ok.0, "123");
-        for bad in ["1.5", "true", "null", "\"\"", "\"  \"", "[1]", "{}"] {
+        let long = format!("\"{}\"", "x".repeat(257));
+        for bad in [
+            "1.5",
+            "true",
+            "null",
+            "\"\"",
+            "\"  \"",
+            "[1]",
+            "{}",
+            "\"a\\u0000b\"",
+            &long,
+        ] {
             assert!(serde_json::from_str::<IdInput>(bad).is_err(), "{bad}");
         }
     }

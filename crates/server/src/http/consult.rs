@@ -2,13 +2,13 @@
 //! the audit log. Each handler parses, calls one service function, and maps
 //! its result.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use consultd_domain::{CallCommand, ScheduleCommand};
 use serde::Deserialize;
 
 use super::AuthUser;
-use super::body::{IdInput, JsonBody, query_pairs, query_value};
+use super::body::{IdInput, JsonBody, PathId, query_pairs, query_value};
 use crate::error::{ApiError, ApiResult, Created, Ok200};
 use crate::service::consult::CallType;
 use crate::service::views::{AuditView, CallView, EntryView, ScheduleView};
@@ -45,7 +45,7 @@ pub(super) async fn my_schedules(
 pub(super) async fn schedule(
     State(s): State<AppState>,
     AuthUser(_): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<ScheduleView> {
     s.consult.schedule(&id).await.map(Ok200)
 }
@@ -53,7 +53,7 @@ pub(super) async fn schedule(
 pub(super) async fn start_schedule(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<ScheduleView> {
     s.consult
         .schedule_command(&p, &id, ScheduleCommand::Start)
@@ -64,7 +64,7 @@ pub(super) async fn start_schedule(
 pub(super) async fn end_schedule(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<ScheduleView> {
     s.consult
         .schedule_command(&p, &id, ScheduleCommand::End)
@@ -76,7 +76,7 @@ pub(super) async fn end_schedule(
 pub(super) async fn join_queue(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let (entry, created) = s.consult.join_queue(&p, &id).await?;
     Ok(if created {
@@ -89,7 +89,7 @@ pub(super) async fn join_queue(
 pub(super) async fn queue(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Vec<EntryView>> {
     s.consult.queue(&p, &id).await.map(Ok200)
 }
@@ -104,7 +104,7 @@ pub(super) struct ToggleReady {
 pub(super) async fn toggle_ready(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(req): JsonBody<ToggleReady>,
 ) -> ApiResult<EntryView> {
     s.consult
@@ -116,7 +116,7 @@ pub(super) async fn toggle_ready(
 pub(super) async fn reset_entry(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<EntryView> {
     s.consult.reset_entry(&p, &id).await.map(Ok200)
 }
@@ -124,7 +124,7 @@ pub(super) async fn reset_entry(
 pub(super) async fn entry(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<EntryView> {
     s.consult.entry(&p, &id).await.map(Ok200)
 }
@@ -141,7 +141,7 @@ pub(super) struct StartCall {
 pub(super) async fn start_call(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(req): JsonBody<StartCall>,
 ) -> Result<Created<CallView>, ApiError> {
     let call_type = match req.call_type.as_deref() {
@@ -167,7 +167,7 @@ async fn call_command(
 pub(super) async fn confirm(
     State(s): State<AppState>,
     p: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<CallView> {
     call_command(s, p, id, CallCommand::Confirm).await
 }
@@ -175,7 +175,7 @@ pub(super) async fn confirm(
 pub(super) async fn decline(
     State(s): State<AppState>,
     p: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<CallView> {
     call_command(s, p, id, CallCommand::Decline).await
 }
@@ -183,7 +183,7 @@ pub(super) async fn decline(
 pub(super) async fn cancel(
     State(s): State<AppState>,
     p: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<CallView> {
     call_command(s, p, id, CallCommand::Cancel).await
 }
@@ -191,7 +191,7 @@ pub(super) async fn cancel(
 pub(super) async fn activate(
     State(s): State<AppState>,
     p: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<CallView> {
     call_command(s, p, id, CallCommand::Activate).await
 }
@@ -199,7 +199,7 @@ pub(super) async fn activate(
 pub(super) async fn end_call(
     State(s): State<AppState>,
     p: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<CallView> {
     call_command(s, p, id, CallCommand::End).await
 }
@@ -214,7 +214,7 @@ pub(super) struct SetPeerId {
 pub(super) async fn set_peer_id(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(req): JsonBody<SetPeerId>,
 ) -> ApiResult<CallView> {
     s.consult
@@ -226,7 +226,7 @@ pub(super) async fn set_peer_id(
 pub(super) async fn call(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<CallView> {
     s.consult.call(&p, &id).await.map(Ok200)
 }
