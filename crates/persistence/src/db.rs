@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use consultd_migrations::Migrator;
@@ -6,6 +7,7 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::{MigrationStatus, MigratorTrait};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::RepoError;
 
@@ -28,6 +30,33 @@ pub struct MigrationState {
 pub struct Db {
     conn: DatabaseConnection,
     backend: Backend,
+    /// SQLite has one writer at a time. Queueing writers here, in order,
+    /// instead of in SQLite's busy handler (which sleeps and retries with
+    /// growing pauses) keeps tail latency low under concurrent writes.
+    write_gate: Arc<Mutex<()>>,
+}
+
+/// A write transaction (see [`Db::begin_write`]). Dereferences to the
+/// transaction; [`WriteTxn::commit`] ends it. Dropping it rolls back.
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    // Released after the transaction ends (fields drop in order).
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<(), RepoError> {
+        self.txn.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
 }
 
 impl Db {
@@ -60,7 +89,11 @@ impl Db {
             // property of the file, so setting it once per start is enough.
             conn.execute_unprepared("PRAGMA journal_mode=WAL").await?;
         }
-        Ok(Self { conn, backend })
+        Ok(Self {
+            conn,
+            backend,
+            write_gate: Arc::new(Mutex::new(())),
+        })
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
@@ -75,13 +108,21 @@ impl Db {
     /// `BEGIN` (`IMMEDIATE`), so reads inside it are current and it never
     /// fails half-way on a lock upgrade; on PostgreSQL rows are locked with
     /// `SELECT … FOR UPDATE` by the repositories' `lock` methods.
-    pub async fn begin_write(&self) -> Result<DatabaseTransaction, RepoError> {
+    pub async fn begin_write(&self) -> Result<WriteTxn, RepoError> {
+        let sqlite = self.backend == Backend::Sqlite;
+        let gate = if sqlite {
+            Some(self.write_gate.clone().lock_owned().await)
+        } else {
+            None
+        };
         let options = TransactionOptions {
-            sqlite_transaction_mode: (self.backend == Backend::Sqlite)
-                .then_some(SqliteTransactionMode::Immediate),
+            sqlite_transaction_mode: sqlite.then_some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        Ok(self.conn.begin_with_options(options).await?)
+        Ok(WriteTxn {
+            txn: self.conn.begin_with_options(options).await?,
+            _gate: gate,
+        })
     }
 
     /// A round trip to the database, for readiness checks.

@@ -11,7 +11,7 @@ mod error;
 pub mod repo;
 pub mod testing;
 
-pub use db::{Backend, Db, MigrationState};
+pub use db::{Backend, Db, MigrationState, WriteTxn};
 pub use error::RepoError;
 pub use repo::audit::{AuditEntry, AuditRepo, NewAuditEntry};
 pub use repo::call::{CallRecord, CallRepo};

@@ -13,6 +13,7 @@ use consultd_domain::{
 };
 use consultd_persistence::{
     AuditRepo, CallRecord, CallRepo, DatabaseTransaction, Db, QueueRepo, RepoError, ScheduleRepo,
+    WriteTxn,
 };
 
 use super::notify::Notifier;
@@ -177,7 +178,7 @@ impl ConsultService {
         let now = now();
         let schedule = Schedule::create(ScheduleId::new(new_id()), p.user_id.clone(), slot, now);
         let txn = self.db().begin_write().await?;
-        ScheduleRepo.insert(&txn, &schedule).await?;
+        ScheduleRepo.insert(&*txn, &schedule).await?;
         record_creation(
             &txn,
             Some(p),
@@ -221,13 +222,13 @@ impl ConsultService {
         let now = now();
         let txn = self.db().begin_write().await?;
         let mut schedule = ScheduleRepo
-            .lock(&txn, id)
+            .lock(&*txn, id)
             .await?
             .ok_or_else(|| ApiError::not_found("no such schedule"))?;
         let Some(t) = schedule.handle(&p.user_id, command)? else {
             return Ok(ScheduleView::from(&schedule));
         };
-        ScheduleRepo.apply(&txn, &schedule.id, t, now).await?;
+        ScheduleRepo.apply(&*txn, &schedule.id, t, now).await?;
         record_transition(
             &txn,
             Some(p),
@@ -240,7 +241,7 @@ impl ConsultService {
         .await?;
         let mut closed = 0;
         if t.to == ScheduleStatus::Completed {
-            for mut entry in QueueRepo.list(&txn, id).await? {
+            for mut entry in QueueRepo.list(&*txn, id).await? {
                 if let Some(change) = entry.close() {
                     apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
                     closed += 1;
@@ -285,14 +286,14 @@ impl ConsultService {
         let now = now();
         let txn = self.db().begin_write().await?;
         let schedule = ScheduleRepo
-            .lock(&txn, schedule_id)
+            .lock(&*txn, schedule_id)
             .await?
             .ok_or_else(|| ApiError::not_found("no such schedule"))?;
         if let Some(live) = QueueRepo
-            .live_for(&txn, schedule_id, p.user_id.as_str())
+            .live_for(&*txn, schedule_id, p.user_id.as_str())
             .await?
         {
-            let pos = QueueRepo.position(&txn, &live).await?;
+            let pos = QueueRepo.position(&*txn, &live).await?;
             return Ok((EntryView::new(&live, pos), false));
         }
         let entry = QueueEntry::join(
@@ -302,7 +303,7 @@ impl ConsultService {
             p.name.clone(),
             now,
         )?;
-        QueueRepo.insert(&txn, &entry).await?;
+        QueueRepo.insert(&*txn, &entry).await?;
         record_creation(
             &txn,
             Some(p),
@@ -313,7 +314,7 @@ impl ConsultService {
             now,
         )
         .await?;
-        let pos = QueueRepo.position(&txn, &entry).await?;
+        let pos = QueueRepo.position(&*txn, &entry).await?;
         let news = queue_snapshot(&txn, &schedule).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
@@ -332,11 +333,11 @@ impl ConsultService {
         let txn = self.db().begin_write().await?;
         let (schedule, mut entry) = lock_entry(&txn, entry_id).await?;
         let Some(change) = entry.set_ready(&p.user_id, ready)? else {
-            let pos = QueueRepo.position(&txn, &entry).await?;
+            let pos = QueueRepo.position(&*txn, &entry).await?;
             return Ok(EntryView::new(&entry, pos));
         };
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
-        let pos = QueueRepo.position(&txn, &entry).await?;
+        let pos = QueueRepo.position(&*txn, &entry).await?;
         let news = queue_snapshot(&txn, &schedule).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
@@ -354,13 +355,13 @@ impl ConsultService {
             return Err(ApiError::not_found("no such queue entry"));
         }
         let Some(change) = entry.reset(&schedule)? else {
-            let pos = QueueRepo.position(&txn, &entry).await?;
+            let pos = QueueRepo.position(&*txn, &entry).await?;
             return Ok(EntryView::new(&entry, pos));
         };
         // A DONE entry cannot come back while the guest has rejoined: the
         // unique index refuses it and that surfaces as 409.
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
-        let pos = QueueRepo.position(&txn, &entry).await?;
+        let pos = QueueRepo.position(&*txn, &entry).await?;
         let news = queue_snapshot(&txn, &schedule).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
@@ -431,23 +432,23 @@ impl ConsultService {
         let now = now();
         let txn = self.db().begin_write().await?;
         let schedule = ScheduleRepo
-            .lock(&txn, schedule_id)
+            .lock(&*txn, schedule_id)
             .await?
             .filter(|s| s.is_owned_by(&p.user_id))
             .ok_or_else(|| ApiError::not_found("no such schedule"))?;
         let live = QueueRepo
-            .live_for(&txn, schedule_id, patient_id)
+            .live_for(&*txn, schedule_id, patient_id)
             .await?
             .ok_or_else(|| ApiError::not_found("this patient is not in the queue"))?;
         let mut entry = QueueRepo
-            .lock(&txn, live.id.as_str())
+            .lock(&*txn, live.id.as_str())
             .await?
             .ok_or_else(|| ApiError::not_found("this patient is not in the queue"))?;
         let busy = Busy {
             host: CallRepo
-                .has_live(&txn, Side::Host, p.user_id.as_str())
+                .has_live(&*txn, Side::Host, p.user_id.as_str())
                 .await?,
-            guest: CallRepo.has_live(&txn, Side::Guest, patient_id).await?,
+            guest: CallRepo.has_live(&*txn, Side::Guest, patient_id).await?,
         };
         let host = Party::new(p.user_id.clone(), p.name.clone());
         let (call, change) = start_queue_call(
@@ -471,7 +472,7 @@ impl ConsultService {
         // call) and the live-call unique indexes. Racing invitations lose
         // here with 409 and leave nothing behind.
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
-        CallRepo.insert(&txn, &record).await?;
+        CallRepo.insert(&*txn, &record).await?;
         record_creation(
             &txn,
             Some(p),
@@ -514,7 +515,7 @@ impl ConsultService {
         let txn = self.db().begin_write().await?;
         let (mut schedule, mut entry) = lock_context(&txn, &found).await?;
         let mut record = CallRepo
-            .lock(&txn, call_id)
+            .lock(&*txn, call_id)
             .await?
             .ok_or_else(|| ApiError::not_found("no such call session"))?;
         let outcome = record.call.handle(&p.user_id, command, now);
@@ -571,7 +572,7 @@ impl ConsultService {
         }
         let txn = self.db().begin_write().await?;
         let (mut schedule, mut entry) = lock_context(&txn, &found).await?;
-        let Some(mut record) = CallRepo.lock(&txn, id.as_str()).await? else {
+        let Some(mut record) = CallRepo.lock(&*txn, id.as_str()).await? else {
             return Ok(());
         };
         let Some(t) = record.call.on_timeout(now) else {
@@ -599,14 +600,14 @@ impl ConsultService {
         let side = record.call.set_peer_id(&p.user_id, peer_id)?;
         let txn = self.db().begin_write().await?;
         CallRepo
-            .set_peer_id(&txn, &record.call.id, side, peer_id)
+            .set_peer_id(&*txn, &record.call.id, side, peer_id)
             .await
             .map_err(|e| match e {
                 RepoError::Conflict => ApiError::Conflict("the call is over".into()),
                 other => other.into(),
             })?;
         // Re-read so the answer carries the other side's latest peer id too.
-        if let Some(fresh) = CallRepo.find(&txn, call_id).await? {
+        if let Some(fresh) = CallRepo.find(&*txn, call_id).await? {
             record = fresh;
         }
         let _ordered = self.inner.order.lock(order_key(&record)).await;
@@ -683,7 +684,7 @@ impl ConsultService {
     #[allow(clippy::too_many_arguments)] // one transaction's worth of context
     async fn commit_call(
         &self,
-        txn: DatabaseTransaction,
+        txn: WriteTxn,
         actor: Option<&Principal>,
         action: &str,
         record: &CallRecord,
@@ -773,9 +774,8 @@ async fn apply_call(
     })
 }
 
-async fn commit(txn: DatabaseTransaction) -> Result<(), ApiError> {
-    txn.commit().await.map_err(RepoError::from)?;
-    Ok(())
+async fn commit(txn: WriteTxn) -> Result<(), ApiError> {
+    Ok(txn.commit().await?)
 }
 
 /// The audit row of a new entity (no `from` state).
