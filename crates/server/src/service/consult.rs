@@ -332,17 +332,9 @@ impl ConsultService {
         let now = now();
         let txn = self.db().begin_write().await?;
         let (schedule, mut entry) = lock_entry(&txn, entry_id).await?;
-        let Some(change) = entry.set_ready(&p.user_id, ready)? else {
-            let pos = QueueRepo.position(&*txn, &entry).await?;
-            return Ok(EntryView::new(&entry, pos));
-        };
-        apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
-        let pos = QueueRepo.position(&*txn, &entry).await?;
-        let news = queue_snapshot(&txn, &schedule).await?;
-        let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
-        commit(txn).await?;
-        self.push_queue(news).await;
-        Ok(EntryView::new(&entry, pos))
+        let change = entry.set_ready(&p.user_id, ready)?;
+        self.commit_entry(txn, p, &schedule, &entry, change, now)
+            .await
     }
 
     /// The host's reset: back to `WAITING` (409 while a call is live).
@@ -354,19 +346,34 @@ impl ConsultService {
         if !schedule.is_owned_by(&p.user_id) {
             return Err(ApiError::not_found("no such queue entry"));
         }
-        let Some(change) = entry.reset(&schedule)? else {
-            let pos = QueueRepo.position(&*txn, &entry).await?;
-            return Ok(EntryView::new(&entry, pos));
-        };
         // A DONE entry cannot come back while the guest has rejoined: the
         // unique index refuses it and that surfaces as 409.
+        let change = entry.reset(&schedule)?;
+        self.commit_entry(txn, p, &schedule, &entry, change, now)
+            .await
+    }
+
+    /// Writes an entry's change (if any) with its audit row, commits, and
+    /// pushes the queue to the host; answers with the entry as it now is.
+    async fn commit_entry(
+        &self,
+        txn: WriteTxn,
+        p: &Principal,
+        schedule: &Schedule,
+        entry: &QueueEntry,
+        change: Option<EntryChange>,
+        now: Timestamp,
+    ) -> Result<EntryView, ApiError> {
+        let pos = QueueRepo.position(&*txn, entry).await?;
+        let Some(change) = change else {
+            return Ok(EntryView::new(entry, pos));
+        };
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
-        let pos = QueueRepo.position(&*txn, &entry).await?;
-        let news = queue_snapshot(&txn, &schedule).await?;
+        let news = queue_snapshot(&txn, schedule).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
         self.push_queue(news).await;
-        Ok(EntryView::new(&entry, pos))
+        Ok(EntryView::new(entry, pos))
     }
 
     /// The schedule's entries in join order: its owner, or an admin.
