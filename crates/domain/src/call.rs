@@ -140,6 +140,14 @@ pub enum CallError {
     BadPeerId,
 }
 
+/// Whether the participants of a new call are already in another live call
+/// (a host and a guest each take one call at a time, CONTRACT §4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Busy {
+    pub host: bool,
+    pub guest: bool,
+}
+
 /// PeerJS ids are short; anything longer is not a peer id.
 pub const MAX_PEER_ID_CHARS: usize = 256;
 

@@ -7,24 +7,28 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod call;
+pub mod direct;
 pub mod identity;
 pub mod ids;
+pub mod origin;
 pub mod queue;
 pub mod rate;
 pub mod schedule;
 pub mod time;
 pub mod transition;
+pub mod tutoring;
 
-pub use call::{Call, CallCommand, CallError, CallStatus, Party, Side};
+pub use call::{Busy, Call, CallCommand, CallError, CallStatus, Party, Side};
+pub use direct::{AppointmentId, DirectError, DirectStart, start_direct_call};
 pub use identity::{Principal, Role, RoleClass, RoleMap, RoleMapError, UserId};
 pub use ids::{CallId, EntryId, ScheduleId};
-pub use queue::{
-    Busy, EntryChange, EntryState, EntryStatus, QueueEntry, QueueError, start_queue_call,
-};
+pub use origin::{CallKind, CallOrigin};
+pub use queue::{EntryChange, EntryState, EntryStatus, QueueEntry, QueueError, start_queue_call};
 pub use rate::TokenBucket;
 pub use schedule::{Schedule, ScheduleCommand, ScheduleStatus, Slot};
 pub use time::{Timestamp, format_timestamp};
 pub use transition::{Status, Transition};
+pub use tutoring::{EndReason, SkillName, TutoringCommand, TutoringStatus};
 
 /// Fixtures shared by the machines' unit tests.
 #[cfg(test)]

@@ -14,7 +14,7 @@
 
 use chrono::Duration;
 
-use crate::call::{Call, CallError, CallStatus, Party, Side};
+use crate::call::{Busy, Call, CallError, CallStatus, Party, Side};
 use crate::identity::UserId;
 use crate::ids::{CallId, EntryId, ScheduleId};
 use crate::schedule::{Schedule, ScheduleStatus};
@@ -210,14 +210,6 @@ impl QueueEntry {
             to: self.state(),
         }
     }
-}
-
-/// What the server knows about the participants' other calls when a host
-/// invites from the queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Busy {
-    pub host: bool,
-    pub guest: bool,
 }
 
 /// A host invites the guest of `entry` (CONTRACT §4 `start-call`): the
