@@ -131,17 +131,21 @@ impl Db {
     }
 
     /// Applies every pending migration.
+    ///
+    /// Migrations run in one write transaction: all or nothing on both
+    /// backends, and on one connection — with a pool, a SQLite connection
+    /// that did not see another's `DROP INDEX` refuses to re-create it.
     pub async fn migrate_up(&self) -> Result<(), RepoError> {
-        Migrator::up(&self.conn, None)
-            .await
-            .map_err(RepoError::from)
+        let txn = self.begin_write().await?;
+        Migrator::up(&*txn, None).await?;
+        txn.commit().await
     }
 
     /// Rolls back the latest `steps` migrations.
     pub async fn migrate_down(&self, steps: u32) -> Result<(), RepoError> {
-        Migrator::down(&self.conn, Some(steps))
-            .await
-            .map_err(RepoError::from)
+        let txn = self.begin_write().await?;
+        Migrator::down(&*txn, Some(steps)).await?;
+        txn.commit().await
     }
 
     /// Every known migration and whether it is applied.
