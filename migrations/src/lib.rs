@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 pub mod m20261121_000001_create_audit_logs;
 pub mod m20261121_000002_create_consultation;
+pub mod m20261121_000003_call_kinds;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_audit_logs::Migration),
             Box::new(m20261121_000002_create_consultation::Migration),
+            Box::new(m20261121_000003_call_kinds::Migration),
         ]
     }
 }

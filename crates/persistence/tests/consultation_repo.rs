@@ -6,7 +6,9 @@
 use chrono::{Duration, TimeZone, Utc};
 use consultd_domain::*;
 use consultd_persistence::testing::TestDatabase;
-use consultd_persistence::{CallRecord, CallRepo, Db, QueueRepo, RepoError, ScheduleRepo};
+use consultd_persistence::{
+    CallRecord, CallRepo, Db, QueueRepo, RepoError, ScheduleRepo, SessionFilter,
+};
 
 async fn databases() -> Vec<TestDatabase> {
     TestDatabase::each_backend().await.expect("test databases")
@@ -36,12 +38,60 @@ async fn online_schedule(db: &Db, id: &str, host: &str) -> Schedule {
     s
 }
 
+/// A queue call (its schedule and entry rows are not needed here).
 fn call(id: &str, host: &str, guest: &str, at: Timestamp) -> CallRecord {
+    record(
+        id,
+        host,
+        guest,
+        at,
+        Side::Host,
+        CallOrigin::Queue {
+            schedule_id: ScheduleId::new(format!("s-{id}")),
+            entry_id: EntryId::new(format!("e-{id}")),
+        },
+    )
+}
+
+fn direct(id: &str, host: &str, guest: &str, appointment: &str) -> CallRecord {
+    let appointment_id = AppointmentId::parse(appointment).unwrap();
+    record(
+        id,
+        host,
+        guest,
+        t0(),
+        Side::Guest,
+        CallOrigin::Direct { appointment_id },
+    )
+}
+
+fn tutoring(id: &str, host: &str, guest: &str, at: Timestamp) -> CallRecord {
+    let skill_name = SkillName::parse("Piano").unwrap();
+    let mut r = record(
+        id,
+        host,
+        guest,
+        at,
+        Side::Guest,
+        CallOrigin::Tutoring { skill_name },
+    );
+    r.room_id = format!("room-{id}");
+    r
+}
+
+fn record(
+    id: &str,
+    host: &str,
+    guest: &str,
+    at: Timestamp,
+    inviter: Side,
+    origin: CallOrigin,
+) -> CallRecord {
     let call = Call::invite(
         CallId::new(id),
         Party::new(user(host), Some("Dr".into())),
         Party::new(user(guest), None),
-        Side::Host,
+        inviter,
         at,
         Duration::seconds(60),
     )
@@ -49,11 +99,15 @@ fn call(id: &str, host: &str, guest: &str, at: Timestamp) -> CallRecord {
     CallRecord {
         room_id: id.to_owned(),
         call,
-        schedule_id: None,
-        queue_entry_id: None,
-        appointment_id: None,
+        origin,
         call_type: "video".into(),
     }
+}
+
+/// Moves a stored call by its participant's command.
+async fn act(db: &Db, r: &mut CallRecord, actor: &str, cmd: CallCommand) {
+    let t = r.call.handle(&user(actor), cmd, t0()).unwrap().unwrap();
+    CallRepo.apply(db.conn(), &r.call, t).await.unwrap();
 }
 
 #[tokio::test]
@@ -219,10 +273,11 @@ async fn polls_and_deadlines_read_the_right_rows() {
         let db = Db::connect(&tdb.url).await.unwrap();
         db.migrate_up().await.unwrap();
         let conn = db.conn();
-        // A direct-call shape: the guest invites the host.
-        let mut direct = call("c1", "d1", "p1", t0());
-        direct.call.inviter = Side::Guest;
-        CallRepo.insert(conn, &direct).await.unwrap();
+        // A direct call: the guest invites the host.
+        CallRepo
+            .insert(conn, &direct("c1", "d1", "p1", "direct_session_1"))
+            .await
+            .unwrap();
         CallRepo
             .insert(conn, &call("c2", "d2", "p2", t0() + Duration::seconds(1)))
             .await
@@ -249,6 +304,199 @@ async fn polls_and_deadlines_read_the_right_rows() {
         );
         let latest = CallRepo.latest_for_host(conn, "d2").await.unwrap().unwrap();
         assert_eq!(latest.call.id, CallId::new("c2"));
+        tdb.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn every_kind_reads_back_as_written() {
+    for tdb in databases().await {
+        let db = Db::connect(&tdb.url).await.unwrap();
+        db.migrate_up().await.unwrap();
+        for r in [
+            call("c1", "d1", "p1", t0()),
+            direct("c2", "d2", "p2", "123"),
+            tutoring("c3", "d3", "p3", t0()),
+        ] {
+            CallRepo.insert(db.conn(), &r).await.unwrap();
+            let back = CallRepo.find(db.conn(), r.call.id.as_str()).await.unwrap();
+            assert_eq!(back.as_ref(), Some(&r));
+            let by_room = CallRepo.find_by_room(db.conn(), &r.room_id).await.unwrap();
+            assert_eq!(by_room.as_ref(), Some(&r), "a room names its call");
+        }
+        tdb.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn one_live_direct_call_per_appointment_and_unique_rooms() {
+    for tdb in databases().await {
+        let db = Db::connect(&tdb.url).await.unwrap();
+        db.migrate_up().await.unwrap();
+        let conn = db.conn();
+        let mut first = direct("c1", "d1", "p1", "appt-7");
+        CallRepo.insert(conn, &first).await.unwrap();
+        // Another doctor and patient, same appointment id: refused by the
+        // database itself.
+        assert!(matches!(
+            CallRepo
+                .insert(conn, &direct("c2", "d2", "p2", "appt-7"))
+                .await,
+            Err(RepoError::Conflict)
+        ));
+        let live = CallRepo.live_for_appointment(conn, "appt-7").await.unwrap();
+        assert_eq!(live.map(|r| r.call.id), Some(CallId::new("c1")));
+        assert!(
+            CallRepo
+                .live_for_appointment(conn, "appt-8")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Once it is over, the key is free again.
+        act(&db, &mut first, "p1", CallCommand::Cancel).await;
+        assert!(
+            CallRepo
+                .live_for_appointment(conn, "appt-7")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        CallRepo
+            .insert(conn, &direct("c2", "d2", "p2", "appt-7"))
+            .await
+            .unwrap();
+        // A room id names one call, ever.
+        let mut clash = tutoring("c3", "d3", "p3", t0());
+        clash.room_id = "c1".into();
+        assert!(matches!(
+            CallRepo.insert(conn, &clash).await,
+            Err(RepoError::Conflict)
+        ));
+        tdb.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn tutoring_requests_are_not_calls_for_busy_rules_and_polls() {
+    for tdb in databases().await {
+        let db = Db::connect(&tdb.url).await.unwrap();
+        db.migrate_up().await.unwrap();
+        let conn = db.conn();
+        // A teacher with two incoming requests and a queue call at once.
+        CallRepo
+            .insert(conn, &tutoring("s1", "t1", "l1", t0()))
+            .await
+            .unwrap();
+        CallRepo
+            .insert(
+                conn,
+                &tutoring("s2", "t1", "l2", t0() + Duration::seconds(1)),
+            )
+            .await
+            .unwrap();
+        assert!(!CallRepo.has_live(conn, Side::Host, "t1").await.unwrap());
+        assert!(!CallRepo.has_live(conn, Side::Guest, "l1").await.unwrap());
+        assert!(
+            CallRepo
+                .pending_for_invitee(conn, "t1", t0())
+                .await
+                .unwrap()
+                .is_none(),
+            "a session request is not a call invitation"
+        );
+        assert!(
+            CallRepo
+                .latest_for_host(conn, "t1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        CallRepo
+            .insert(conn, &call("c1", "t1", "l1", t0()))
+            .await
+            .unwrap();
+        assert!(CallRepo.has_live(conn, Side::Host, "t1").await.unwrap());
+        // Both requests still expire by the one timer.
+        let deadlines: Vec<_> = CallRepo
+            .deadlines(conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id.to_string())
+            .collect();
+        assert_eq!(deadlines, ["s1", "c1", "s2"]);
+        tdb.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn session_lists_filter_by_side_status_and_expiry() {
+    for tdb in databases().await {
+        let db = Db::connect(&tdb.url).await.unwrap();
+        db.migrate_up().await.unwrap();
+        let conn = db.conn();
+        let mut accepted = tutoring("s1", "t1", "l1", t0());
+        CallRepo.insert(conn, &accepted).await.unwrap();
+        act(&db, &mut accepted, "t1", CallCommand::Confirm).await;
+        for (id, learner, at) in [("s2", "l2", 1), ("s3", "l3", 2)] {
+            CallRepo
+                .insert(
+                    conn,
+                    &tutoring(id, "t1", learner, t0() + Duration::seconds(at)),
+                )
+                .await
+                .unwrap();
+        }
+        CallRepo
+            .insert(conn, &tutoring("s4", "t2", "l1", t0()))
+            .await
+            .unwrap();
+        CallRepo
+            .insert(conn, &call("c1", "t1", "l9", t0()))
+            .await
+            .unwrap();
+        let list = |side, statuses: &'static [CallStatus], unexpired_at, user: &'static str| {
+            let f = SessionFilter {
+                user_id: user,
+                side,
+                statuses,
+                unexpired_at,
+                limit: 50,
+            };
+            async move {
+                CallRepo
+                    .sessions(conn, f)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.call.id.to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        let pending = TutoringStatus::Pending.call_statuses();
+        // Newest first; only tutoring rows; only the user's side.
+        assert_eq!(
+            list(Some(Side::Host), &[], None, "t1").await,
+            ["s3", "s2", "s1"]
+        );
+        assert_eq!(
+            list(Some(Side::Host), pending, None, "t1").await,
+            ["s3", "s2"]
+        );
+        // s2 expires at t0+61 s, s3 at t0+62 s.
+        let at = t0() + Duration::milliseconds(61_500);
+        assert_eq!(
+            list(Some(Side::Host), pending, Some(at), "t1").await,
+            ["s3"]
+        );
+        // Same creation instant: the id breaks the tie.
+        assert_eq!(list(Some(Side::Guest), &[], None, "l1").await, ["s4", "s1"]);
+        assert_eq!(
+            list(Some(Side::Guest), &[], None, "t1").await,
+            Vec::<String>::new()
+        );
+        assert_eq!(list(None, &[], None, "").await.len(), 4);
         tdb.cleanup().await;
     }
 }

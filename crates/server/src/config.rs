@@ -136,7 +136,7 @@ pub struct Config {
     #[arg(long = "invite-ttl", env = "INVITE_TTL_SECS", default_value_t = DEFAULT_INVITE_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub invite_ttl_secs: u64,
     /// Seconds before an unanswered tutoring session request expires.
-    #[arg(long = "session-ttl", env = "SESSION_TTL_SECS", default_value_t = DEFAULT_SESSION_TTL_SECS, global = true)]
+    #[arg(long = "session-ttl", env = "SESSION_TTL_SECS", default_value_t = DEFAULT_SESSION_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub session_ttl_secs: u64,
     /// Default length of a chat session, in seconds.
     #[arg(long = "chat-duration", env = "CHAT_DURATION_SECS", default_value_t = DEFAULT_CHAT_DURATION_SECS, global = true)]

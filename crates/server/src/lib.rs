@@ -149,6 +149,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         Notifier::new(io.clone()),
         timer,
         config.invite_ttl_secs,
+        config.session_ttl_secs,
     );
     let state = AppState {
         config: config.clone(),

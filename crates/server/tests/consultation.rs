@@ -134,21 +134,8 @@ impl Clinic {
 
     /// `n` identical POSTs at once; their statuses.
     async fn concurrently(&self, n: usize, path: &str, token: &str, body: Value) -> Vec<u16> {
-        let tasks: Vec<_> = (0..n)
-            .map(|_| {
-                let (http, url) = (self.app.http.clone(), self.app.url(path));
-                let (token, body) = (token.to_owned(), body.clone());
-                tokio::spawn(async move {
-                    let res = http.post(url).bearer_auth(token).json(&body).send().await;
-                    res.unwrap().status().as_u16()
-                })
-            })
-            .collect();
-        let mut statuses = vec![];
-        for t in tasks {
-            statuses.push(t.await.unwrap());
-        }
-        statuses
+        let answers = self.app.post_many(n, path, token, body).await;
+        answers.into_iter().map(|(status, _)| status).collect()
     }
 
     async fn stop(self) {

@@ -22,6 +22,8 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     pub confirmed_at: Option<DateTimeUtc>,
     pub ended_at: Option<DateTimeUtc>,
+    pub kind: String,
+    pub skill_name: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

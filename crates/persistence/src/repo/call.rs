@@ -1,5 +1,6 @@
 use consultd_domain::{
-    Call, CallId, CallStatus, EntryId, Party, ScheduleId, Side, Status, Timestamp, Transition,
+    AppointmentId, Call, CallId, CallKind, CallOrigin, CallStatus, EntryId, Party, ScheduleId,
+    Side, SkillName, Status, Timestamp, Transition,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -15,12 +16,9 @@ use crate::entity::call_session::{self, Column, Entity};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
     pub call: Call,
-    /// Set for queue calls (§4).
-    pub schedule_id: Option<ScheduleId>,
-    pub queue_entry_id: Option<EntryId>,
-    /// The caller's routing key for direct calls (§5).
-    pub appointment_id: Option<String>,
-    /// The signaling room (§3).
+    /// The front door it came through and what it is tied to.
+    pub origin: CallOrigin,
+    /// The signaling room (§3); unique across calls.
     pub room_id: String,
     /// `video` or `voice`.
     pub call_type: String,
@@ -45,7 +43,42 @@ impl TryFrom<call_session::Model> for CallRecord {
             "guest" => Side::Guest,
             other => return Err(RepoError::Corrupt(format!("unknown inviter `{other}`"))),
         };
+        let corrupt =
+            |what: &str| RepoError::Corrupt(format!("call {} has no usable {what}", m.id));
+        let origin = match CallKind::parse(&m.kind) {
+            Some(CallKind::Queue) => CallOrigin::Queue {
+                schedule_id: ScheduleId::new(
+                    m.schedule_id.clone().ok_or_else(|| corrupt("schedule"))?,
+                ),
+                entry_id: EntryId::new(
+                    m.queue_entry_id
+                        .clone()
+                        .ok_or_else(|| corrupt("queue entry"))?,
+                ),
+            },
+            Some(CallKind::Direct) => CallOrigin::Direct {
+                appointment_id: m
+                    .appointment_id
+                    .clone()
+                    .and_then(AppointmentId::parse)
+                    .ok_or_else(|| corrupt("appointment id"))?,
+            },
+            Some(CallKind::Tutoring) => CallOrigin::Tutoring {
+                skill_name: m
+                    .skill_name
+                    .as_deref()
+                    .and_then(SkillName::parse)
+                    .ok_or_else(|| corrupt("skill name"))?,
+            },
+            None => {
+                return Err(RepoError::Corrupt(format!(
+                    "unknown call kind `{}`",
+                    m.kind
+                )));
+            }
+        };
         Ok(CallRecord {
+            origin,
             call: Call {
                 id: CallId::new(m.id),
                 host: Party {
@@ -65,9 +98,6 @@ impl TryFrom<call_session::Model> for CallRecord {
                 confirmed_at: m.confirmed_at,
                 ended_at: m.ended_at,
             },
-            schedule_id: m.schedule_id.map(ScheduleId::new),
-            queue_entry_id: m.queue_entry_id.map(EntryId::new),
-            appointment_id: m.appointment_id,
             room_id: m.room_id,
             call_type: m.call_type,
         })
@@ -75,7 +105,29 @@ impl TryFrom<call_session::Model> for CallRecord {
 }
 
 fn live() -> Vec<&'static str> {
-    CallStatus::LIVE.iter().map(|s| s.as_str()).collect()
+    statuses(CallStatus::LIVE)
+}
+
+fn statuses(list: &[CallStatus]) -> Vec<&'static str> {
+    list.iter().map(|s| s.as_str()).collect()
+}
+
+/// Queue and direct calls: what §4's polls and "one call at a time" see.
+fn calls_only() -> Condition {
+    Condition::all().add(Column::Kind.is_in(CallKind::CALLS.iter().map(|k| k.as_str())))
+}
+
+/// Which of a user's tutoring sessions to list.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFilter<'a> {
+    pub user_id: &'a str,
+    /// The side the user is on; `None` lists every session (admins).
+    pub side: Option<Side>,
+    /// Only these statuses (all when empty).
+    pub statuses: &'a [CallStatus],
+    /// Only requests still answerable at this instant (`expires_at > now`).
+    pub unexpired_at: Option<Timestamp>,
+    pub limit: u64,
 }
 
 impl CallRepo {
@@ -95,9 +147,11 @@ impl CallRepo {
             guest_name: Set(c.guest.name.clone()),
             inviter: Set(side_str(c.inviter).to_owned()),
             status: Set(c.status.as_str().to_owned()),
-            schedule_id: Set(r.schedule_id.as_ref().map(ToString::to_string)),
-            queue_entry_id: Set(r.queue_entry_id.as_ref().map(ToString::to_string)),
-            appointment_id: Set(r.appointment_id.clone()),
+            schedule_id: Set(r.origin.schedule_id().map(ToString::to_string)),
+            queue_entry_id: Set(r.origin.entry_id().map(ToString::to_string)),
+            appointment_id: Set(r.origin.appointment_id().map(ToString::to_string)),
+            kind: Set(r.origin.kind().as_str().to_owned()),
+            skill_name: Set(r.origin.skill_name().map(|s| s.as_str().to_owned())),
             room_id: Set(r.room_id.clone()),
             call_type: Set(r.call_type.clone()),
             host_peer_id: Set(c.host.peer_id.clone()),
@@ -175,12 +229,72 @@ impl CallRepo {
     ) -> Result<Option<CallRecord>, RepoError> {
         Entity::find()
             .filter(Column::HostId.eq(host_id))
+            .filter(calls_only())
             .order_by_desc(Column::CreatedAt)
             .order_by_desc(Column::Id)
             .one(db)
             .await?
             .map(CallRecord::try_from)
             .transpose()
+    }
+
+    /// The live direct call holding `appointment_id`, if any (at most one:
+    /// a unique index).
+    pub async fn live_for_appointment<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        appointment_id: &str,
+    ) -> Result<Option<CallRecord>, RepoError> {
+        Entity::find()
+            .filter(Column::Kind.eq(CallKind::Direct.as_str()))
+            .filter(Column::AppointmentId.eq(appointment_id))
+            .filter(Column::Status.is_in(live()))
+            .one(db)
+            .await?
+            .map(CallRecord::try_from)
+            .transpose()
+    }
+
+    /// The call a signaling room names (room ids are unique), any status.
+    pub async fn find_by_room<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        room_id: &str,
+    ) -> Result<Option<CallRecord>, RepoError> {
+        Entity::find()
+            .filter(Column::RoomId.eq(room_id))
+            .one(db)
+            .await?
+            .map(CallRecord::try_from)
+            .transpose()
+    }
+
+    /// Tutoring sessions, newest first.
+    pub async fn sessions<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        f: SessionFilter<'_>,
+    ) -> Result<Vec<CallRecord>, RepoError> {
+        let mut q = Entity::find().filter(Column::Kind.eq(CallKind::Tutoring.as_str()));
+        q = match f.side {
+            Some(Side::Host) => q.filter(Column::HostId.eq(f.user_id)),
+            Some(Side::Guest) => q.filter(Column::GuestId.eq(f.user_id)),
+            None => q,
+        };
+        if !f.statuses.is_empty() {
+            q = q.filter(Column::Status.is_in(statuses(f.statuses)));
+        }
+        if let Some(now) = f.unexpired_at {
+            q = q.filter(Column::ExpiresAt.gt(now));
+        }
+        q.order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::Id)
+            .limit(f.limit)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(CallRecord::try_from)
+            .collect()
     }
 
     /// The user's unanswered, unexpired invitation as invitee.
@@ -204,9 +318,31 @@ impl CallRepo {
         Entity::find()
             .filter(Column::Status.eq(CallStatus::Invited.as_str()))
             .filter(Column::ExpiresAt.gt(now))
+            .filter(calls_only())
             .filter(invitee)
             .order_by_desc(Column::CreatedAt)
             .order_by_desc(Column::Id)
+            .one(db)
+            .await?
+            .map(CallRecord::try_from)
+            .transpose()
+    }
+
+    /// The user's live call (queue or direct) on the given side, if any.
+    pub async fn live_call<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        side: Side,
+        user_id: &str,
+    ) -> Result<Option<CallRecord>, RepoError> {
+        let col = match side {
+            Side::Host => Column::HostId,
+            Side::Guest => Column::GuestId,
+        };
+        Entity::find()
+            .filter(col.eq(user_id))
+            .filter(Column::Status.is_in(live()))
+            .filter(calls_only())
             .one(db)
             .await?
             .map(CallRecord::try_from)
@@ -229,6 +365,7 @@ impl CallRepo {
             .column(Column::Id)
             .filter(col.eq(user_id))
             .filter(Column::Status.is_in(live()))
+            .filter(calls_only())
             .into_tuple::<String>()
             .one(db)
             .await?

@@ -1,17 +1,19 @@
-//! CONTRACT §4: schedules, the queue, call sessions, the poll fallbacks and
-//! the audit log. Each handler parses, calls one service function, and maps
-//! its result.
+//! CONTRACT §4–§6: schedules, the queue, call sessions, the poll fallbacks,
+//! the audit log, direct calls and tutoring sessions. Each handler parses,
+//! calls one service function, and maps its result.
 
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use consultd_domain::{CallCommand, ScheduleCommand};
+use consultd_domain::{
+    AppointmentId, CallCommand, ScheduleCommand, SkillName, Status, TutoringCommand, TutoringStatus,
+};
 use serde::Deserialize;
 
 use super::AuthUser;
 use super::body::{IdInput, JsonBody, PathId, query_pairs, query_value};
 use crate::error::{ApiError, ApiResult, Created, Ok200};
 use crate::service::consult::CallType;
-use crate::service::views::{AuditView, CallView, EntryView, ScheduleView};
+use crate::service::views::{AuditView, CallView, EntryView, ScheduleView, SessionView};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -144,11 +146,7 @@ pub(super) async fn start_call(
     PathId(id): PathId,
     JsonBody(req): JsonBody<StartCall>,
 ) -> Result<Created<CallView>, ApiError> {
-    let call_type = match req.call_type.as_deref() {
-        None => CallType::default(),
-        Some(raw) => CallType::parse(raw)
-            .ok_or_else(|| ApiError::bad_request("callType must be `video` or `voice`"))?,
-    };
+    let call_type = call_type(req.call_type.as_deref())?;
     s.consult
         .start_call(&p, &id, &req.patient_id.0, call_type)
         .await
@@ -269,4 +267,155 @@ pub(super) async fn audit_logs(
             })?,
     };
     s.consult.audit_logs(&p, entity, limit).await.map(Ok200)
+}
+
+/// `callType` / `call_type`: `video` (default) or `voice`.
+fn call_type(raw: Option<&str>) -> Result<CallType, ApiError> {
+    match raw {
+        None => Ok(CallType::default()),
+        Some(raw) => CallType::parse(raw)
+            .ok_or_else(|| ApiError::bad_request("call_type must be `video` or `voice`")),
+    }
+}
+
+/// CONTRACT §5's body; seed 000 sends snake_case and `doctor_id` as a number.
+#[derive(Deserialize)]
+pub(super) struct StartDirectCall {
+    #[serde(default, alias = "callType")]
+    call_type: Option<String>,
+    #[serde(default, alias = "appointmentId")]
+    appointment_id: Option<serde_json::Value>,
+    #[serde(alias = "doctorId")]
+    doctor_id: IdInput,
+}
+
+/// Absent, `null` or `""` means "generate one"; a string or an integer is
+/// the caller's key; anything else is refused.
+fn appointment_key(raw: Option<serde_json::Value>) -> Result<Option<AppointmentId>, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "appointment_id must be a string or an integer of at most 256 characters",
+        )
+    };
+    match raw {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => AppointmentId::parse(s).map(Some).ok_or_else(bad),
+        Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            Ok(AppointmentId::parse(n.to_string()))
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+/// 201 with a new call, 200 with the caller's live one.
+pub(super) async fn start_direct_call(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    JsonBody(req): JsonBody<StartDirectCall>,
+) -> Result<Response, ApiError> {
+    let call_type = call_type(req.call_type.as_deref())?;
+    let appointment = appointment_key(req.appointment_id)?;
+    let (call, created) = s
+        .consult
+        .start_direct_call(&p, &req.doctor_id.0, appointment, call_type)
+        .await?;
+    Ok(if created {
+        Created(call).into_response()
+    } else {
+        Ok200(call).into_response()
+    })
+}
+
+/// CONTRACT §6's body.
+#[derive(Deserialize)]
+pub(super) struct CreateSession {
+    #[serde(alias = "hostId")]
+    host_id: IdInput,
+    #[serde(alias = "skillName")]
+    skill_name: String,
+}
+
+pub(super) async fn create_session(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    JsonBody(req): JsonBody<CreateSession>,
+) -> Result<Created<SessionView>, ApiError> {
+    let skill = SkillName::parse(&req.skill_name).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "skill_name must be 1 to {} characters, without control characters",
+            SkillName::MAX_CHARS
+        ))
+    })?;
+    s.consult
+        .create_session(&p, &req.host_id.0, skill)
+        .await
+        .map(Created)
+}
+
+/// `?status=pending|accepted|rejected|cancelled|ended`, or every status.
+pub(super) async fn sessions(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Vec<SessionView>> {
+    let pairs = query_pairs(query.as_deref());
+    let status = match query_value(&pairs, &["status"]).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(raw) => Some(TutoringStatus::parse(raw).ok_or_else(|| {
+            ApiError::bad_request(
+                "status must be one of pending, accepted, rejected, cancelled, ended",
+            )
+        })?),
+    };
+    s.consult.sessions(&p, status).await.map(Ok200)
+}
+
+pub(super) async fn session(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    PathId(id): PathId,
+) -> ApiResult<SessionView> {
+    s.consult.session(&p, &id).await.map(Ok200)
+}
+
+async fn session_command(
+    s: AppState,
+    p: AuthUser,
+    id: String,
+    cmd: TutoringCommand,
+) -> ApiResult<SessionView> {
+    s.consult.session_command(&p.0, &id, cmd).await.map(Ok200)
+}
+
+pub(super) async fn accept_session(
+    State(s): State<AppState>,
+    p: AuthUser,
+    PathId(id): PathId,
+) -> ApiResult<SessionView> {
+    session_command(s, p, id, TutoringCommand::Accept).await
+}
+
+pub(super) async fn reject_session(
+    State(s): State<AppState>,
+    p: AuthUser,
+    PathId(id): PathId,
+) -> ApiResult<SessionView> {
+    session_command(s, p, id, TutoringCommand::Reject).await
+}
+
+pub(super) async fn cancel_session(
+    State(s): State<AppState>,
+    p: AuthUser,
+    PathId(id): PathId,
+) -> ApiResult<SessionView> {
+    session_command(s, p, id, TutoringCommand::Cancel).await
+}
+
+pub(super) async fn end_session(
+    State(s): State<AppState>,
+    p: AuthUser,
+    PathId(id): PathId,
+) -> ApiResult<SessionView> {
+    session_command(s, p, id, TutoringCommand::End).await
 }

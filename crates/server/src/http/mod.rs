@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/queue/{id}/toggle-ready", post(consult::toggle_ready))
         .route("/api/queue/{id}/reset", post(consult::reset_entry))
         .route("/api/call-sessions/status", get(consult::host_status))
+        .route("/api/call-sessions/start", post(consult::start_direct_call))
         .route("/api/call-sessions/{id}", get(consult::call))
         .route("/api/call-sessions/{id}/confirm", post(consult::confirm))
         .route("/api/call-sessions/{id}/decline", post(consult::decline))
@@ -55,6 +56,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/pending-invitation", get(consult::pending_invitation))
         .route("/api/audit-logs", get(consult::audit_logs))
+        .route(
+            "/api/sessions",
+            post(consult::create_session).get(consult::sessions),
+        )
+        .route("/api/sessions/{id}", get(consult::session))
+        .route("/api/sessions/{id}/accept", post(consult::accept_session))
+        .route("/api/sessions/{id}/reject", post(consult::reject_session))
+        .route("/api/sessions/{id}/cancel", post(consult::cancel_session))
+        .route("/api/sessions/{id}/end", post(consult::end_session))
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(from_fn_with_state(state.clone(), limit_body))

@@ -1,4 +1,7 @@
-//! Schedules, the queue and call invitations (CONTRACT §4, seed 001).
+//! Schedules, the queue and call invitations (CONTRACT §4, seed 001), and
+//! the call core that direct calls (§5, [`super::direct`]) and tutoring
+//! sessions (§6, [`super::tutoring`]) share with them: one machine, one
+//! table, one deadline timer, one way to commit and announce a transition.
 //!
 //! Lock order inside a transaction is always schedule → queue entry → call,
 //! so two transitions never wait on each other in a cycle.
@@ -7,9 +10,10 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use consultd_domain::{
-    Busy, CallCommand, CallError, CallId, EntryChange, EntryId, Party, Principal, QueueEntry,
-    QueueError, Schedule, ScheduleCommand, ScheduleId, ScheduleStatus, Side, Slot, Status,
-    Timestamp, Transition, UserId, start_queue_call,
+    Busy, CallCommand, CallError, CallId, CallKind, CallOrigin, CallStatus, EntryChange, EntryId,
+    Party, Principal, QueueEntry, QueueError, Schedule, ScheduleCommand, ScheduleId,
+    ScheduleStatus, Side, Slot, Status, Timestamp, Transition, TutoringStatus, UserId,
+    start_queue_call,
 };
 use consultd_persistence::{
     AuditRepo, CallRecord, CallRepo, DatabaseTransaction, Db, QueueRepo, RepoError, ScheduleRepo,
@@ -20,6 +24,7 @@ use super::notify::Notifier;
 use super::order::Sequencer;
 use super::views::{
     AuditView, CallView, DoctorPresence, EntryView, PeerIdUpdated, QueueUpdated, ScheduleView,
+    SessionView,
 };
 use super::{audit, new_id, now};
 use crate::error::ApiError;
@@ -75,7 +80,7 @@ impl From<CallError> for ApiError {
     }
 }
 
-fn require_host(p: &Principal) -> Result<(), ApiError> {
+pub(super) fn require_host(p: &Principal) -> Result<(), ApiError> {
     if p.is_host() {
         Ok(())
     } else {
@@ -83,7 +88,7 @@ fn require_host(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-fn require_guest(p: &Principal) -> Result<(), ApiError> {
+pub(super) fn require_guest(p: &Principal) -> Result<(), ApiError> {
     if p.is_guest() {
         Ok(())
     } else {
@@ -114,43 +119,78 @@ async fn queue_snapshot(
 }
 
 /// A call transition that has been committed and must now be announced.
-struct Announce {
-    event: &'static str,
+pub(super) struct Announce {
     record: CallRecord,
     /// The queue, when the call moved its entry.
     queue: Option<QueueNews>,
 }
 
-#[derive(Clone)]
-pub struct ConsultService {
-    inner: Arc<Inner>,
+/// Why moving a call failed: the machine's refusal (each front door words
+/// it in its own vocabulary) or anything else.
+pub(super) enum MoveError {
+    Refused(CallError),
+    Other(ApiError),
 }
 
-struct Inner {
+impl MoveError {
+    /// §4/§5's wording of a refusal.
+    fn in_call_words(self) -> ApiError {
+        match self {
+            Self::Refused(e) => e.into(),
+            Self::Other(e) => e,
+        }
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for MoveError {
+    fn from(e: E) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+#[derive(Clone)]
+pub struct ConsultService {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
     db: Db,
-    notify: Notifier,
-    timer: Timer,
-    invite_ttl: Duration,
+    pub(super) notify: Notifier,
+    pub(super) timer: Timer,
+    /// How long a call invitation (§4, §5) waits for an answer.
+    pub(super) invite_ttl: Duration,
+    /// How long a tutoring request (§6) waits for an answer.
+    pub(super) session_ttl: Duration,
     /// Keyed by schedule id (queue calls and queue changes share it) or by
     /// call id (calls without a schedule).
-    order: Sequencer,
+    pub(super) order: Sequencer,
+}
+
+fn seconds(secs: u64) -> Duration {
+    Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
 }
 
 impl ConsultService {
-    pub fn new(db: Db, notify: Notifier, timer: Timer, invite_ttl_secs: u64) -> Self {
-        let secs = i64::try_from(invite_ttl_secs).unwrap_or(i64::MAX / 1000);
+    pub fn new(
+        db: Db,
+        notify: Notifier,
+        timer: Timer,
+        invite_ttl_secs: u64,
+        session_ttl_secs: u64,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 notify,
                 timer,
-                invite_ttl: Duration::seconds(secs),
+                invite_ttl: seconds(invite_ttl_secs),
+                session_ttl: seconds(session_ttl_secs),
                 order: Sequencer::new(64),
             }),
         }
     }
 
-    fn db(&self) -> &Db {
+    pub(super) fn db(&self) -> &Db {
         &self.inner.db
     }
 
@@ -470,37 +510,23 @@ impl ConsultService {
         let record = CallRecord {
             room_id: call.id.to_string(),
             call,
-            schedule_id: Some(schedule.id.clone()),
-            queue_entry_id: Some(entry.id.clone()),
-            appointment_id: None,
+            origin: CallOrigin::Queue {
+                schedule_id: schedule.id.clone(),
+                entry_id: entry.id.clone(),
+            },
             call_type: call_type.as_str().to_owned(),
         };
         // Both writes are guarded: the entry's compare-and-set on (READY, no
         // call) and the live-call unique indexes. Racing invitations lose
         // here with 409 and leave nothing behind.
         apply_entry(&txn, Some(p), &entry.id, &change, now).await?;
-        CallRepo.insert(&*txn, &record).await?;
-        record_creation(
-            &txn,
-            Some(p),
-            "call.invite",
-            "call_session",
-            record.call.id.as_str(),
-            record.call.status.as_str(),
-            now,
-        )
-        .await?;
+        insert_call(&txn, p, &record, now).await?;
         let news = queue_snapshot(&txn, &schedule).await?;
         let _ordered = self.inner.order.lock(schedule.id.as_str()).await;
         commit(txn).await?;
 
-        self.inner.timer.at(
-            record.call.expires_at,
-            Deadline::CallExpiry(record.call.id.clone()),
-        );
+        self.invited(&record);
         let view = CallView::from(&record);
-        metrics::counter!(CALL_TRANSITIONS, "to" => view.status).increment(1);
-        tracing::info!(call = %view.id, "call invitation sent");
         self.inner
             .notify
             .user(&record.call.guest.user_id, "call_invitation", &view)
@@ -509,7 +535,20 @@ impl ConsultService {
         Ok(view)
     }
 
-    /// confirm / decline / cancel / activate / end by a participant.
+    /// After an invitation is committed: its deadline and its count.
+    pub(super) fn invited(&self, record: &CallRecord) {
+        self.inner.timer.at(
+            record.call.expires_at,
+            Deadline::CallExpiry(record.call.id.clone()),
+        );
+        let kind = record.origin.kind().as_str();
+        metrics::counter!(CALL_TRANSITIONS, "kind" => kind, "to" => record.call.status.as_str())
+            .increment(1);
+        tracing::info!(call = %record.call.id, kind, "invitation sent");
+    }
+
+    /// confirm / decline / cancel / activate / end by a participant, for
+    /// queue and direct calls (§4, §5).
     #[tracing::instrument(name = "call", skip_all, fields(id = %call_id))]
     pub async fn call_command(
         &self,
@@ -517,40 +556,49 @@ impl ConsultService {
         call_id: &str,
         command: CallCommand,
     ) -> Result<CallView, ApiError> {
+        self.move_call(p, call_id, CallKind::CALLS, command)
+            .await
+            .map(|record| CallView::from(&record))
+            .map_err(MoveError::in_call_words)
+    }
+
+    /// Moves one of `p`'s calls of the given kinds by `command`: lock, the
+    /// machine's step, compare-and-set, commit, announce. A call of another
+    /// kind is not found.
+    pub(super) async fn move_call(
+        &self,
+        p: &Principal,
+        call_id: &str,
+        kinds: &[CallKind],
+        command: CallCommand,
+    ) -> Result<CallRecord, MoveError> {
         let now = now();
-        let found = self.participant_call(p, call_id).await?;
+        let found = self.participant_call(p, call_id, kinds).await?;
         let txn = self.db().begin_write().await?;
         let (mut schedule, mut entry) = lock_context(&txn, &found).await?;
         let mut record = CallRepo
             .lock(&*txn, call_id)
             .await?
-            .ok_or_else(|| ApiError::not_found("no such call session"))?;
-        let outcome = record.call.handle(&p.user_id, command, now);
-        let (t, actor, action) = match outcome {
-            Ok(Some(t)) => (t, Some(p), command.action()),
-            Ok(None) => return Ok(CallView::from(&record)),
+            .ok_or(MoveError::Refused(CallError::NotParticipant))?;
+        let (t, actor, late) = match record.call.handle(&p.user_id, command, now) {
+            Ok(Some(t)) => (t, Some(p), false),
+            Ok(None) => return Ok(record),
             // Answered too late: the invitation expires now if the timer
             // has not run yet, and the caller learns it is gone (410).
             Err(CallError::Expired) => match record.call.on_timeout(now) {
-                Some(t) => (t, None, "call.expire"),
-                None => return Err(CallError::Expired.into()),
+                Some(t) => (t, None, true),
+                None => return Err(MoveError::Refused(CallError::Expired)),
             },
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(MoveError::Refused(e)),
         };
-        self.commit_call(
-            txn,
-            actor,
-            action,
-            &record,
-            t,
-            (schedule.as_mut(), entry.as_mut()),
-            now,
-        )
-        .await?;
-        if action == "call.expire" {
-            return Err(CallError::Expired.into());
+        let action = audit_action(record.origin.kind(), (!late).then_some(command));
+        let context = (schedule.as_mut(), entry.as_mut());
+        self.commit_call(txn, actor, action, &record, t, context, now)
+            .await?;
+        if late {
+            return Err(MoveError::Refused(CallError::Expired));
         }
-        Ok(CallView::from(&record))
+        Ok(record)
     }
 
     /// The timer's entry point.
@@ -591,7 +639,8 @@ impl ConsultService {
             return Ok(());
         };
         let context = (schedule.as_mut(), entry.as_mut());
-        self.commit_call(txn, None, "call.expire", &record, t, context, now)
+        let action = audit_action(record.origin.kind(), None);
+        self.commit_call(txn, None, action, &record, t, context, now)
             .await
     }
 
@@ -603,7 +652,10 @@ impl ConsultService {
         call_id: &str,
         peer_id: &str,
     ) -> Result<CallView, ApiError> {
-        let mut record = self.participant_call(p, call_id).await?;
+        let mut record = self
+            .participant_call(p, call_id, CallKind::CALLS)
+            .await
+            .map_err(MoveError::in_call_words)?;
         let side = record.call.set_peer_id(&p.user_id, peer_id)?;
         let txn = self.db().begin_write().await?;
         CallRepo
@@ -634,12 +686,26 @@ impl ConsultService {
 
     /// A call its participant (or an admin) may see, in any status.
     pub async fn call(&self, p: &Principal, call_id: &str) -> Result<CallView, ApiError> {
-        let record = CallRepo
-            .find(self.db().conn(), call_id)
+        let record = self
+            .visible_call(p, call_id, CallKind::CALLS)
             .await?
-            .filter(|r| p.is_admin() || r.call.side_of(&p.user_id).is_some())
             .ok_or_else(|| ApiError::not_found("no such call session"))?;
         Ok(CallView::from(&record))
+    }
+
+    /// A call of one of `kinds` that `p` takes part in, or any if `p` is an
+    /// admin.
+    pub(super) async fn visible_call(
+        &self,
+        p: &Principal,
+        call_id: &str,
+        kinds: &[CallKind],
+    ) -> Result<Option<CallRecord>, ApiError> {
+        Ok(CallRepo
+            .find(self.db().conn(), call_id)
+            .await?
+            .filter(|r| kinds.contains(&r.origin.kind()))
+            .filter(|r| p.is_admin() || r.call.side_of(&p.user_id).is_some()))
     }
 
     /// The host's latest call (the doctor's poll), or `None`.
@@ -678,12 +744,19 @@ impl ConsultService {
         Ok(rows.into_iter().map(AuditView::from).collect())
     }
 
-    async fn participant_call(&self, p: &Principal, call_id: &str) -> Result<CallRecord, ApiError> {
+    /// A call of one of `kinds` that `p` takes part in.
+    async fn participant_call(
+        &self,
+        p: &Principal,
+        call_id: &str,
+        kinds: &[CallKind],
+    ) -> Result<CallRecord, MoveError> {
         CallRepo
             .find(self.db().conn(), call_id)
             .await?
+            .filter(|r| kinds.contains(&r.origin.kind()))
             .filter(|r| r.call.side_of(&p.user_id).is_some())
-            .ok_or_else(|| ApiError::not_found("no such call session"))
+            .ok_or(MoveError::Refused(CallError::NotParticipant))
     }
 
     /// Writes a call transition and its queue follow-up, commits, and
@@ -695,7 +768,7 @@ impl ConsultService {
         actor: Option<&Principal>,
         action: &str,
         record: &CallRecord,
-        t: Transition<consultd_domain::CallStatus>,
+        t: Transition<CallStatus>,
         (schedule, entry): (Option<&mut Schedule>, Option<&mut QueueEntry>),
         now: Timestamp,
     ) -> Result<(), ApiError> {
@@ -707,31 +780,101 @@ impl ConsultService {
     }
 
     async fn announce(&self, a: Announce) {
-        let view = CallView::from(&a.record);
-        metrics::counter!(CALL_TRANSITIONS, "to" => view.status).increment(1);
-        tracing::info!(call = %view.id, status = view.status, "call transition");
         let c = &a.record.call;
-        self.inner
-            .notify
-            .users(&[&c.host.user_id, &c.guest.user_id], a.event, &view)
-            .await;
+        let kind = a.record.origin.kind();
+        metrics::counter!(CALL_TRANSITIONS, "kind" => kind.as_str(), "to" => c.status.as_str())
+            .increment(1);
+        tracing::info!(call = %c.id, kind = kind.as_str(), status = c.status.as_str(), "call transition");
+        let both = [&c.host.user_id, &c.guest.user_id];
+        if kind == CallKind::Tutoring {
+            // Seed 003 listened to `postgres_changes` UPDATEs; every change
+            // is `session:updated` to both, and the learner also gets
+            // `session:accepted`.
+            let view = SessionView::from(&a.record);
+            if TutoringStatus::of(c.status) == TutoringStatus::Accepted {
+                self.inner
+                    .notify
+                    .user(&c.guest.user_id, "session:accepted", &view)
+                    .await;
+            }
+            self.inner
+                .notify
+                .users(&both, "session:updated", &view)
+                .await;
+        } else {
+            let view = CallView::from(&a.record);
+            self.inner
+                .notify
+                .users(&both, call_event(c.status), &view)
+                .await;
+        }
         if let Some(news) = a.queue {
             self.push_queue(news).await;
         }
     }
 }
 
+/// The audit log's action for a move of a call of `kind`; `None` is the
+/// server's own expiry.
+fn audit_action(kind: CallKind, command: Option<CallCommand>) -> &'static str {
+    use CallCommand as C;
+    match (kind, command) {
+        (CallKind::Tutoring, Some(C::Confirm)) => "session.accept",
+        (CallKind::Tutoring, Some(C::Decline)) => "session.reject",
+        (CallKind::Tutoring, Some(C::Cancel)) => "session.cancel",
+        (CallKind::Tutoring, Some(C::Activate)) => "session.activate",
+        (CallKind::Tutoring, Some(C::End)) => "session.end",
+        (CallKind::Tutoring, None) => "session.expire",
+        (_, Some(c)) => c.action(),
+        (_, None) => "call.expire",
+    }
+}
+
+/// The audit log's entity name for a call of `kind`.
+fn audit_entity(kind: CallKind) -> &'static str {
+    match kind {
+        CallKind::Tutoring => "session",
+        CallKind::Queue | CallKind::Direct => "call_session",
+    }
+}
+
+/// Stores a new invitation with its audit row, inside `txn`.
+pub(super) async fn insert_call(
+    txn: &DatabaseTransaction,
+    p: &Principal,
+    record: &CallRecord,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    CallRepo.insert(txn, record).await?;
+    let kind = record.origin.kind();
+    let action = match kind {
+        CallKind::Queue => "call.invite",
+        CallKind::Direct => "call.start",
+        CallKind::Tutoring => "session.create",
+    };
+    record_creation(
+        txn,
+        Some(p),
+        action,
+        audit_entity(kind),
+        record.call.id.as_str(),
+        record.call.status.as_str(),
+        now,
+    )
+    .await
+}
+
 /// The ordering key of a call: its schedule's (so call and queue pushes of
 /// one schedule stay in commit order), or its own.
 fn order_key(r: &CallRecord) -> &str {
-    r.schedule_id
-        .as_ref()
+    r.origin
+        .schedule_id()
         .map_or(r.call.id.as_str(), ScheduleId::as_str)
 }
 
 /// The event each call transition is announced with.
-fn call_event(to: consultd_domain::CallStatus) -> &'static str {
-    use consultd_domain::CallStatus as S;
+fn call_event(to: CallStatus) -> &'static str {
+    use CallStatus as S;
     match to {
         S::Invited => "call_invitation",
         S::Confirmed => "call_confirmed",
@@ -751,7 +894,7 @@ async fn apply_call(
     actor: Option<&Principal>,
     action: &str,
     record: &CallRecord,
-    t: Transition<consultd_domain::CallStatus>,
+    t: Transition<CallStatus>,
     schedule: Option<&mut Schedule>,
     entry: Option<&mut QueueEntry>,
     now: Timestamp,
@@ -761,7 +904,7 @@ async fn apply_call(
         txn,
         actor,
         action,
-        "call_session",
+        audit_entity(record.origin.kind()),
         record.call.id.as_str(),
         t,
         now,
@@ -775,13 +918,12 @@ async fn apply_call(
         queue = Some(queue_snapshot(txn, schedule).await?);
     }
     Ok(Announce {
-        event: call_event(t.to),
         record: record.clone(),
         queue,
     })
 }
 
-async fn commit(txn: WriteTxn) -> Result<(), ApiError> {
+pub(super) async fn commit(txn: WriteTxn) -> Result<(), ApiError> {
     Ok(txn.commit().await?)
 }
 
@@ -872,11 +1014,11 @@ async fn lock_context(
     txn: &DatabaseTransaction,
     call: &CallRecord,
 ) -> Result<(Option<Schedule>, Option<QueueEntry>), ApiError> {
-    let schedule = match &call.schedule_id {
+    let schedule = match call.origin.schedule_id() {
         Some(id) => ScheduleRepo.lock(txn, id.as_str()).await?,
         None => None,
     };
-    let entry = match &call.queue_entry_id {
+    let entry = match call.origin.entry_id() {
         Some(id) => QueueRepo.lock(txn, id.as_str()).await?,
         None => None,
     };

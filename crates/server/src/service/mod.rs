@@ -4,8 +4,10 @@
 //! the sockets. Handlers (REST or socket) call exactly one of them.
 
 pub mod consult;
+mod direct;
 pub mod notify;
 mod order;
+pub mod tutoring;
 pub mod views;
 
 use chrono::SubsecRound;

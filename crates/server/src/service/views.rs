@@ -2,7 +2,7 @@
 //! every timestamp as ISO-8601 UTC milliseconds.
 
 use consultd_domain::time::serde_millis;
-use consultd_domain::{QueueEntry, Schedule, Status, Timestamp};
+use consultd_domain::{EndReason, QueueEntry, Schedule, Status, Timestamp, TutoringStatus};
 use consultd_persistence::{AuditEntry, CallRecord};
 use serde::Serialize;
 
@@ -85,7 +85,9 @@ pub struct QueueUpdated {
 }
 
 /// The call object of CONTRACT §4: the host is the doctor, the guest the
-/// patient, whoever invited whom.
+/// patient, whoever invited whom. A direct call (§5) carries seed 000's
+/// snake_case fields as well, so the doctor app of seed 001 and the patient
+/// app of seed 000 both read it unchanged.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CallView {
@@ -111,17 +113,58 @@ pub struct CallView {
     pub confirmed_at: Option<Timestamp>,
     #[serde(with = "opt_millis")]
     pub ended_at: Option<Timestamp>,
+    #[serde(flatten)]
+    pub direct: Option<DirectCallFields>,
+}
+
+/// CONTRACT §5's envelope fields, `appointment_id` always present. `id` and
+/// `status` are spelled the same in both conventions and appear once.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DirectCallFields {
+    pub appointment_id: String,
+    pub call_session_id: String,
+    pub call_type: String,
+    pub doctor_id: String,
+    pub doctor_name: Option<String>,
+    pub patient_id: String,
+    pub patient_name: Option<String>,
+    pub room_id: String,
+    #[serde(with = "serde_millis")]
+    pub expires_at: Timestamp,
+    #[serde(with = "serde_millis")]
+    pub created_at: Timestamp,
+    #[serde(with = "opt_millis")]
+    pub confirmed_at: Option<Timestamp>,
+    #[serde(with = "opt_millis")]
+    pub ended_at: Option<Timestamp>,
 }
 
 impl From<&CallRecord> for CallView {
     fn from(r: &CallRecord) -> Self {
         let c = &r.call;
+        let direct = r
+            .origin
+            .appointment_id()
+            .map(|appointment| DirectCallFields {
+                appointment_id: appointment.to_string(),
+                call_session_id: c.id.to_string(),
+                call_type: r.call_type.clone(),
+                doctor_id: c.host.user_id.to_string(),
+                doctor_name: c.host.name.clone(),
+                patient_id: c.guest.user_id.to_string(),
+                patient_name: c.guest.name.clone(),
+                room_id: r.room_id.clone(),
+                expires_at: c.expires_at,
+                created_at: c.created_at,
+                confirmed_at: c.confirmed_at,
+                ended_at: c.ended_at,
+            });
         Self {
             id: c.id.to_string(),
             call_session_id: c.id.to_string(),
-            schedule_id: r.schedule_id.as_ref().map(ToString::to_string),
-            queue_entry_id: r.queue_entry_id.as_ref().map(ToString::to_string),
-            appointment_id: r.appointment_id.clone(),
+            schedule_id: r.origin.schedule_id().map(ToString::to_string),
+            queue_entry_id: r.origin.entry_id().map(ToString::to_string),
+            appointment_id: r.origin.appointment_id().map(ToString::to_string),
             call_type: r.call_type.clone(),
             doctor_id: c.host.user_id.to_string(),
             doctor_name: c.host.name.clone(),
@@ -135,6 +178,56 @@ impl From<&CallRecord> for CallView {
             created_at: c.created_at,
             confirmed_at: c.confirmed_at,
             ended_at: c.ended_at,
+            direct,
+        }
+    }
+}
+
+/// A tutoring session (CONTRACT §6), seed 003's `sessions` row. `room_id`
+/// appears once the teacher has accepted.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SessionView {
+    pub id: String,
+    pub host_id: String,
+    pub host_name: Option<String>,
+    pub learner_id: String,
+    pub learner_name: Option<String>,
+    pub skill_name: String,
+    pub status: &'static str,
+    pub room_id: Option<String>,
+    #[serde(with = "serde_millis")]
+    pub created_at: Timestamp,
+    #[serde(with = "opt_millis")]
+    pub started_at: Option<Timestamp>,
+    #[serde(with = "opt_millis")]
+    pub ended_at: Option<Timestamp>,
+    #[serde(with = "serde_millis")]
+    pub expires_at: Timestamp,
+    pub end_reason: Option<&'static str>,
+}
+
+impl From<&CallRecord> for SessionView {
+    fn from(r: &CallRecord) -> Self {
+        let c = &r.call;
+        Self {
+            id: c.id.to_string(),
+            host_id: c.host.user_id.to_string(),
+            host_name: c.host.name.clone(),
+            learner_id: c.guest.user_id.to_string(),
+            learner_name: c.guest.name.clone(),
+            // Only tutoring calls are shown as sessions; the view stays total.
+            skill_name: r
+                .origin
+                .skill_name()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            status: TutoringStatus::of(c.status).as_str(),
+            room_id: c.confirmed_at.map(|_| r.room_id.clone()),
+            created_at: c.created_at,
+            started_at: c.confirmed_at,
+            ended_at: c.ended_at,
+            expires_at: c.expires_at,
+            end_reason: EndReason::of(c.status).map(EndReason::as_str),
         }
     }
 }

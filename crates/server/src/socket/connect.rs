@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use consultd_domain::Principal;
+use consultd_domain::{Principal, TutoringStatus};
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
@@ -50,7 +50,8 @@ fn identify(state: &AppState, socket: &SocketRef, auth: Value) -> Result<Princip
 
 /// Runs after CONNECT has been sent; nothing the client may send depends on
 /// it. Re-sends what the user must know now (CONTRACT §1: reconnection
-/// restores state): a still-live `call_invitation`.
+/// restores state): a still-live `call_invitation` and, for a teacher, each
+/// still-answerable `session:incoming`.
 pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
     metrics::gauge!(SOCKETS_CONNECTED).increment(1.0);
     metrics::counter!(SOCKET_CONNECTIONS).increment(1);
@@ -73,5 +74,22 @@ pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
         }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "invitation resync failed"),
+    }
+    if ctx.principal.is_host() {
+        match state
+            .consult
+            .sessions(&ctx.principal, Some(TutoringStatus::Pending))
+            .await
+        {
+            Ok(pending) => {
+                // Oldest first, as they arrived.
+                for session in pending.iter().rev() {
+                    if let Err(e) = socket.emit("session:incoming", session) {
+                        tracing::debug!(error = %e, "session resync not sent");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "session resync failed"),
+        }
     }
 }

@@ -93,6 +93,34 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// `n` identical POSTs sent at once; each one's status and JSON answer,
+    /// in the order they were spawned.
+    pub async fn post_many(
+        &self,
+        n: usize,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> Vec<(u16, Value)> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (http, url) = (self.http.clone(), self.url(path));
+                let (token, body) = (token.to_owned(), body.clone());
+                tokio::spawn(async move {
+                    let res = http.post(url).bearer_auth(token).json(&body).send();
+                    let res = res.await.unwrap();
+                    let status = res.status().as_u16();
+                    (status, res.json().await.unwrap_or(Value::Null))
+                })
+            })
+            .collect();
+        let mut answers = vec![];
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        answers
+    }
+
     /// `POST path` with a raw body (for malformed input).
     pub async fn post_raw(&self, path: &str, token: &str, body: &str) -> (u16, Value) {
         let res = self
