@@ -3,9 +3,8 @@
 // events for the news. One client per protocol generation on each side.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { io as io4 } from 'socket.io-client';
-import io2 from 'socket.io-client-v2';
-import { startConsultd, within } from '../lib/server.mjs';
+import { api as callApi, client as connectClient } from '../lib/clients.mjs';
+import { startConsultd } from '../lib/server.mjs';
 
 let server;
 before(async () => {
@@ -15,56 +14,18 @@ after(async () => {
   await server?.stop();
 });
 
-/** A connected client that records every event it receives. */
-async function client(kind, token, transports) {
-  const opts = { reconnection: false, forceNew: true, timeout: 5000, transports };
-  const socket =
-    kind === 'v4' ? io4(server.url, { ...opts, auth: { token } }) : io2(server.url, { ...opts, query: { token } });
-  const inbox = [];
-  const waiters = [];
-  const record = (name, data) => {
-    inbox.push({ name, data });
-    for (const w of waiters.splice(0)) w();
-  };
-  for (const name of [
-    'doctor_online',
-    'doctor_offline',
-    'queue_updated',
-    'call_invitation',
-    'call_confirmed',
-    'peer_id_updated',
-    'call_activated',
-    'call_ended',
-  ]) {
-    socket.on(name, (data) => record(name, data));
-  }
-  await within(5000, new Promise((ok, fail) => {
-    socket.on('connect', ok);
-    socket.on('connect_error', (e) => fail(new Error(`connect_error: ${e.message}`)));
-  }), 'connect');
-  return {
-    socket,
-    /** Resolves with the first `name` event not yet taken. */
-    async next(name) {
-      const deadline = Date.now() + 5000;
-      for (;;) {
-        const i = inbox.findIndex((e) => e.name === name);
-        if (i >= 0) return inbox.splice(i, 1)[0].data;
-        if (Date.now() > deadline) throw new Error(`no ${name}; got ${inbox.map((e) => e.name)}`);
-        await within(deadline - Date.now() + 10, new Promise((r) => waiters.push(r)), name).catch(() => {});
-      }
-    },
-  };
-}
-
-async function api(method, path, token, body) {
-  const res = await fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
+const EVENTS = [
+  'doctor_online',
+  'doctor_offline',
+  'queue_updated',
+  'call_invitation',
+  'call_confirmed',
+  'peer_id_updated',
+  'call_activated',
+  'call_ended',
+];
+const client = (kind, token, transports) => connectClient(server, kind, token, transports, EVENTS);
+const api = (method, path, token, body) => callApi(server, method, path, token, body);
 
 const CASES = [
   { doctor: ['v4', ['websocket']], patient: ['v2', ['polling']] },

@@ -441,6 +441,33 @@ async fn concurrent_starts_make_one_call() {
     }
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+
+    // Twenty unrelated calls without a key, at once: keys generated in the
+    // same millisecond must not refuse anyone.
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let token = app.token(&format!("solo{n}"), "patient");
+            let (http, url) = (app.http.clone(), app.url(START));
+            tokio::spawn(async move {
+                let res = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({ "doctor_id": format!("doc{n}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status().as_u16();
+                (status, res.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut keys = std::collections::HashSet::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        keys.insert(body["data"]["appointment_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(keys.len(), 20, "every generated key is distinct");
     app.stop().await;
 }
 

@@ -7,6 +7,7 @@
 //! so two transitions never wait on each other in a cycle.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
 use chrono::Duration;
 use consultd_domain::{
@@ -164,6 +165,9 @@ pub(super) struct Inner {
     /// Keyed by schedule id (queue calls and queue changes share it) or by
     /// call id (calls without a schedule).
     pub(super) order: Sequencer,
+    /// The millisecond of the last `direct_session_<ms>` key made here, so
+    /// this node never makes the same key twice.
+    pub(super) last_key_ms: AtomicI64,
 }
 
 fn seconds(secs: u64) -> Duration {
@@ -186,6 +190,7 @@ impl ConsultService {
                 invite_ttl: seconds(invite_ttl_secs),
                 session_ttl: seconds(session_ttl_secs),
                 order: Sequencer::new(64),
+                last_key_ms: AtomicI64::new(0),
             }),
         }
     }

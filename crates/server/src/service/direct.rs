@@ -2,10 +2,12 @@
 //! calls a host now. The call runs the same machine, table, timer and
 //! events as a queue call; only the way in differs.
 
+use std::sync::atomic::Ordering;
+
 use chrono::Duration;
 use consultd_domain::{
     AppointmentId, Busy, CallId, CallKind, CallOrigin, DirectError, DirectStart, Party, Principal,
-    Side, UserId, start_direct_call,
+    Side, Timestamp, UserId, start_direct_call,
 };
 use consultd_persistence::{CallRecord, CallRepo, ConnectionTrait};
 
@@ -14,9 +16,11 @@ use super::views::CallView;
 use super::{new_id, now};
 use crate::error::ApiError;
 
-/// How many milliseconds forward a generated `direct_session_<ms>` key may
-/// move to avoid another caller's live key made in the same millisecond.
-const GENERATED_KEY_TRIES: i64 = 16;
+/// How often a start that lost a unique-index race is tried again.
+const RACE_RETRIES: usize = 3;
+
+/// How many keys past a taken one a generated key may move.
+const GENERATED_KEY_TRIES: usize = 16;
 
 impl From<DirectError> for ApiError {
     fn from(e: DirectError) -> Self {
@@ -43,33 +47,45 @@ impl ConsultService {
         require_guest(p)?;
         let host = UserId::new(host_id)
             .ok_or_else(|| ApiError::bad_request("doctor_id is not a usable user id"))?;
-        match self
-            .try_start_direct(p, &host, appointment.as_ref(), call_type)
-            .await
-        {
-            // Lost a race on the unique indexes (PostgreSQL lets two
-            // requests read before either writes). If the winner was this
-            // caller's own double tap, it is the answer.
-            Err(ApiError::Conflict(msg)) => {
-                let conn = self.db().conn();
-                match live_direct(conn, p, &host, appointment.as_ref()).await? {
-                    Some(live) if live.call.guest.user_id == p.user_id => {
-                        Ok((CallView::from(&live), false))
+        for _ in 0..RACE_RETRIES {
+            match self
+                .try_start_direct(p, &host, appointment.as_ref(), call_type)
+                .await?
+            {
+                Some(answer) => return Ok(answer),
+                // Lost a race on the unique indexes (PostgreSQL lets two
+                // requests read before either writes). If the winner was
+                // this caller's own double tap, it is the answer.
+                None => {
+                    let conn = self.db().conn();
+                    if let Some(live) = live_direct(conn, p, &host, appointment.as_ref()).await?
+                        && live.call.guest.user_id == p.user_id
+                    {
+                        return Ok((CallView::from(&live), false));
                     }
-                    _ => Err(ApiError::Conflict(msg)),
+                    // A key the caller chose is theirs to keep: 409. A key
+                    // consultd made may have met another caller's key made
+                    // in the same millisecond: make another.
+                    if appointment.is_some() {
+                        break;
+                    }
                 }
             }
-            other => other,
         }
+        Err(ApiError::Conflict(
+            "the doctor, the caller or the appointment is in another call".into(),
+        ))
     }
 
+    /// One try: the call and whether it is new, or `None` when the insert
+    /// lost a unique-index race to a concurrent start.
     async fn try_start_direct(
         &self,
         p: &Principal,
         host: &UserId,
         appointment: Option<&AppointmentId>,
         call_type: CallType,
-    ) -> Result<(CallView, bool), ApiError> {
+    ) -> Result<Option<(CallView, bool)>, ApiError> {
         let now = now();
         let txn = self.db().begin_write().await?;
         let live = live_direct(&*txn, p, host, appointment).await?;
@@ -80,7 +96,7 @@ impl ConsultService {
                 .appointment_id()
                 .cloned()
                 .unwrap_or_else(|| AppointmentId::generate(now)),
-            (None, None) => free_generated_key(&*txn, now).await?,
+            (None, None) => self.free_generated_key(&*txn, now).await?,
         };
         let busy = Busy {
             host: CallRepo.has_live(&*txn, Side::Host, host.as_str()).await?,
@@ -100,7 +116,9 @@ impl ConsultService {
         )?;
         let call = match (decision, live) {
             (DirectStart::Invite(call), _) => *call,
-            (DirectStart::Resume, Some(live)) => return Ok((CallView::from(&live), false)),
+            (DirectStart::Resume, Some(live)) => {
+                return Ok(Some((CallView::from(&live), false)));
+            }
             (DirectStart::Resume, None) => {
                 return Err(ApiError::internal("resume without a live call"));
             }
@@ -111,7 +129,10 @@ impl ConsultService {
             origin: CallOrigin::Direct { appointment_id },
             call_type: call_type.as_str().to_owned(),
         };
-        insert_call(&txn, p, &record, now).await?;
+        match insert_call(&txn, p, &record, now).await {
+            Err(ApiError::Conflict(_)) => return Ok(None),
+            other => other?,
+        }
         let _ordered = self.inner.order.lock(record.call.id.as_str()).await;
         commit(txn).await?;
 
@@ -121,7 +142,7 @@ impl ConsultService {
             .notify
             .user(&record.call.host.user_id, "call_invitation", &view)
             .await;
-        Ok((view, true))
+        Ok(Some((view, true)))
     }
 }
 
@@ -143,22 +164,38 @@ async fn live_direct<C: ConnectionTrait>(
     })
 }
 
-/// `direct_session_<ms>` for now, or a millisecond later if another caller
-/// holds that key; the unique index still decides in the end.
-async fn free_generated_key<C: ConnectionTrait>(
-    db: &C,
-    now: consultd_domain::Timestamp,
-) -> Result<AppointmentId, ApiError> {
-    let mut key = AppointmentId::generate(now);
-    for step in 1..=GENERATED_KEY_TRIES {
-        if CallRepo
-            .live_for_appointment(db, key.as_str())
-            .await?
-            .is_none()
-        {
-            break;
+impl ConsultService {
+    /// A `direct_session_<ms>` key: now, or one millisecond past the last
+    /// key this node made, whichever is later (two starts in the same
+    /// millisecond get different keys); then past any key a live call
+    /// holds (another node's, or a caller's own). The unique index decides
+    /// in the end.
+    async fn free_generated_key<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        now: Timestamp,
+    ) -> Result<AppointmentId, ApiError> {
+        let next = || {
+            let now_ms = now.timestamp_millis();
+            let last = &self.inner.last_key_ms;
+            let ms = match last.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |prev| {
+                Some(now_ms.max(prev + 1))
+            }) {
+                Ok(prev) | Err(prev) => now_ms.max(prev + 1),
+            };
+            AppointmentId::generate(now + Duration::milliseconds(ms - now_ms))
+        };
+        let mut key = next();
+        for _ in 0..GENERATED_KEY_TRIES {
+            if CallRepo
+                .live_for_appointment(db, key.as_str())
+                .await?
+                .is_none()
+            {
+                break;
+            }
+            key = next();
         }
-        key = AppointmentId::generate(now + Duration::milliseconds(step));
+        Ok(key)
     }
-    Ok(key)
 }
