@@ -1,6 +1,7 @@
 //! Random command sequences against the schedule, queue and call machines
-//! composed as the server composes them; after every step the contract's
-//! invariants must hold.
+//! composed as the server composes them — queue calls, direct calls and
+//! tutoring requests on the one call machine; after every step the
+//! contract's invariants must hold.
 
 use std::collections::HashMap;
 
@@ -19,6 +20,10 @@ enum Op {
     Ready(usize, usize, bool),
     Reset(usize, usize),
     StartCall(usize, usize),
+    /// (guest, host, appointment key `k0`/`k1` or none): §5's start.
+    Direct(usize, usize, Option<usize>),
+    /// (learner, teacher): §6's request.
+    Tutor(usize, usize),
     /// (actor index over hosts then guests, call index, command)
     Call(usize, usize, CallCommand),
     Tick(i64),
@@ -35,6 +40,9 @@ fn op() -> impl Strategy<Value = Op> {
         (0..3usize, 0..2usize, any::<bool>()).prop_map(|(p, s, r)| Op::Ready(p, s, r)),
         (0..2usize, 0..3usize).prop_map(|(h, p)| Op::Reset(h, p)),
         (0..2usize, 0..3usize).prop_map(|(h, p)| Op::StartCall(h, p)),
+        (0..3usize, 0..2usize, proptest::option::of(0..2usize))
+            .prop_map(|(p, h, k)| Op::Direct(p, h, k)),
+        (0..3usize, 0..2usize).prop_map(|(p, h)| Op::Tutor(p, h)),
         (
             0..5usize,
             0..8usize,
@@ -57,6 +65,9 @@ struct World {
     entries: Vec<QueueEntry>,
     calls: Vec<Call>,
     call_entry: HashMap<CallId, EntryId>,
+    /// Each call's front door, and a direct call's appointment key.
+    kinds: HashMap<CallId, CallKind>,
+    appointments: HashMap<CallId, AppointmentId>,
     /// Statuses each call has been in, to check terminal stays terminal.
     history: HashMap<CallId, Vec<CallStatus>>,
 }
@@ -83,6 +94,8 @@ impl World {
             entries: vec![],
             calls: vec![],
             call_entry: HashMap::new(),
+            kinds: HashMap::new(),
+            appointments: HashMap::new(),
             history: HashMap::new(),
         }
     }
@@ -98,6 +111,26 @@ impl World {
             .iter_mut()
             .rev()
             .find(|e| e.schedule_id == sid && e.patient_id == user(GUESTS[guest]) && e.is_live())
+    }
+
+    /// Live queue and direct calls: what "one call at a time" counts.
+    fn live_calls(&self) -> impl Iterator<Item = &Call> {
+        self.calls
+            .iter()
+            .filter(|c| c.status.is_live() && self.kinds[&c.id].is_call())
+    }
+
+    fn busy(&self, host: &UserId, guest: &UserId) -> Busy {
+        Busy {
+            host: self.live_calls().any(|c| &c.host.user_id == host),
+            guest: self.live_calls().any(|c| &c.guest.user_id == guest),
+        }
+    }
+
+    fn add_call(&mut self, call: Call, kind: CallKind) {
+        self.history.insert(call.id.clone(), vec![call.status]);
+        self.kinds.insert(call.id.clone(), kind);
+        self.calls.push(call);
     }
 
     fn follow(&mut self, call: usize) {
@@ -165,16 +198,7 @@ impl World {
             }
             Op::StartCall(h, p) => {
                 let host = Party::new(user(HOSTS[h]), None);
-                let busy = Busy {
-                    host: self
-                        .calls
-                        .iter()
-                        .any(|c| c.status.is_live() && c.host.user_id == host.user_id),
-                    guest: self
-                        .calls
-                        .iter()
-                        .any(|c| c.status.is_live() && c.guest.user_id == user(GUESTS[p])),
-                };
+                let busy = self.busy(&host.user_id, &user(GUESTS[p]));
                 let call_id = CallId::new(self.id());
                 let (now, sched) = (self.now, self.schedules[h].clone());
                 if let Some(e) = self.live_entry(h, p) {
@@ -188,11 +212,67 @@ impl World {
                         now,
                         Duration::seconds(TTL_SECS),
                     ) {
-                        self.history.insert(call_id.clone(), vec![call.status]);
                         self.call_entry.insert(call_id, eid);
-                        self.calls.push(call);
+                        self.add_call(call, CallKind::Queue);
                     }
                 }
+            }
+            Op::Direct(p, h, key) => {
+                let caller = user(GUESTS[p]);
+                let host = user(HOSTS[h]);
+                let key = key.map(|k| AppointmentId::parse(format!("k{k}")).unwrap());
+                // What the service reads: the live call holding the key, or
+                // without one the caller's live direct call to this host.
+                let id = CallId::new(self.id());
+                let live = self.calls.iter().find(|c| {
+                    c.status.is_live()
+                        && match &key {
+                            Some(k) => self.appointments.get(&c.id) == Some(k),
+                            None => {
+                                self.kinds[&c.id] == CallKind::Direct
+                                    && c.guest.user_id == caller
+                                    && c.host.user_id == host
+                            }
+                        }
+                });
+                let busy = self.busy(&host, &caller);
+                let live = live.cloned();
+                let decision = start_direct_call(
+                    Party::new(caller.clone(), None),
+                    Party::new(host, None),
+                    live.as_ref(),
+                    busy,
+                    id.clone(),
+                    self.now,
+                    Duration::seconds(TTL_SECS),
+                );
+                match decision {
+                    Ok(DirectStart::Invite(call)) => {
+                        let key = key.unwrap_or_else(|| {
+                            AppointmentId::parse(format!("direct_session_{id}")).unwrap()
+                        });
+                        self.appointments.insert(id, key);
+                        self.add_call(*call, CallKind::Direct);
+                    }
+                    Ok(DirectStart::Resume) => {
+                        let live = live.expect("resume names a live call");
+                        assert_eq!(live.guest.user_id, caller, "resumed another's call");
+                    }
+                    Err(_) => {}
+                }
+            }
+            Op::Tutor(p, h) => {
+                let id = CallId::new(self.id());
+                let call = Call::invite(
+                    id,
+                    Party::new(user(HOSTS[h]), None),
+                    Party::new(user(GUESTS[p]), None),
+                    Side::Guest,
+                    self.now,
+                    Duration::seconds(TTL_SECS),
+                )
+                .unwrap();
+                self.add_call(call, CallKind::Tutoring);
             }
             Op::Call(a, c, cmd) => {
                 if self.calls.is_empty() {
@@ -228,7 +308,8 @@ impl World {
     }
 
     fn check(&self) {
-        let live: Vec<&Call> = self.calls.iter().filter(|c| c.status.is_live()).collect();
+        // Tutoring requests are not calls for these rules.
+        let live: Vec<&Call> = self.live_calls().collect();
         for h in HOSTS {
             assert!(
                 live.iter().filter(|c| c.host.user_id == user(h)).count() <= 1,
@@ -240,6 +321,18 @@ impl World {
                 live.iter().filter(|c| c.guest.user_id == user(g)).count() <= 1,
                 "guest {g}"
             );
+        }
+        for key in self.appointments.values() {
+            let holders = live
+                .iter()
+                .filter(|c| self.appointments.get(&c.id) == Some(key))
+                .count();
+            assert!(holders <= 1, "appointment {key}");
+        }
+        for c in &self.calls {
+            // Direct calls and tutoring requests are the guest's invitation.
+            let by_guest = self.kinds[&c.id] != CallKind::Queue;
+            assert_eq!(c.inviter == Side::Guest, by_guest, "{}", c.id);
         }
         for e in &self.entries {
             let calls: Vec<&&Call> = live
@@ -352,4 +445,44 @@ fn the_world_reaches_every_call_state() {
     }
     assert_eq!(w.calls[1].status, CallStatus::Expired);
     assert_eq!(w.entries[1].status, EntryStatus::Waiting);
+}
+
+/// The direct and tutoring doors through the same world: a retry resumes,
+/// another caller is refused, a tutoring request ignores "busy".
+#[test]
+fn the_world_takes_direct_calls_and_tutoring_requests() {
+    let mut w = World::new();
+    let steps = [
+        (Op::Direct(0, 0, Some(0)), 1),
+        (Op::Direct(0, 0, Some(0)), 1), // the caller's retry: resumed
+        (Op::Direct(1, 1, Some(0)), 1), // another caller, same key: refused
+        (Op::Direct(1, 0, None), 1),    // the doctor is busy
+        (Op::Tutor(1, 0), 2),           // a tutoring request is not a call
+        (Op::Direct(2, 1, None), 3),
+        (Op::Direct(2, 1, None), 3), // keyless retry: resumed
+    ];
+    for (op, calls) in steps {
+        w.apply(&op);
+        w.check();
+        assert_eq!(w.calls.len(), calls, "after {op:?}");
+    }
+    // doc0 confirms the direct call, pat0 ends it; doc0 accepts the request.
+    for op in [
+        Op::Call(0, 0, CallCommand::Confirm),
+        Op::Call(2, 0, CallCommand::End),
+        Op::Call(0, 1, CallCommand::Confirm),
+    ] {
+        w.apply(&op);
+        w.check();
+    }
+    assert_eq!(w.calls[0].status, CallStatus::Ended);
+    assert_eq!(w.calls[1].status, CallStatus::Confirmed);
+    // The key is free again once its call is over (pat1 and doc0 are free
+    // too: their accepted tutoring session is not a call).
+    w.apply(&Op::Direct(1, 0, Some(0)));
+    w.check();
+    assert_eq!(w.calls.len(), 4);
+    w.apply(&Op::Tick(TTL_SECS * 1000));
+    w.check();
+    assert_eq!(w.calls[2].status, CallStatus::Expired);
 }
