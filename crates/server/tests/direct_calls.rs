@@ -33,20 +33,6 @@ async fn call_post(app: &TestApp, call: &str, action: &str, token: &str) -> (u16
     .await
 }
 
-async fn audit_actions(app: &TestApp, entity: &str) -> Vec<String> {
-    let admin = app.token("root", "admin");
-    let (status, body) = app
-        .get(&format!("/api/audit-logs?entityId={entity}"), &admin)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn is_iso_millis(v: &Value) -> bool {
     let s = v.as_str().unwrap_or_default();
     s.len() == 24 && s.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(s).is_ok()
@@ -188,7 +174,7 @@ async fn the_talk_now_flow_of_seed_000() {
     let (_, body) = app.get("/api/call-sessions/status", &doctor_token).await;
     assert_eq!(body["data"]["call_session_id"], cid.as_str());
     assert_eq!(
-        audit_actions(&app, &cid).await,
+        app.audit_actions(&cid).await,
         ["call.start", "call.confirm", "call.activate", "call.end"]
     );
     // Once over, the key is free: the same appointment can be called again.
@@ -302,10 +288,7 @@ async fn decline_cancel_and_expiry_follow_the_one_machine() {
     let (status, body) = call_post(&app, &cid, "confirm", &doctor_token).await;
     assert_eq!((status, &body["error"]["code"]), (410, &json!("expired")));
     doctor.expect_no_event("call_expired", QUIET).await;
-    assert_eq!(
-        audit_actions(&app, &cid).await,
-        ["call.start", "call.expire"]
-    );
+    assert_eq!(app.audit_actions(&cid).await, ["call.start", "call.expire"]);
     app.stop().await;
 }
 
@@ -385,7 +368,7 @@ async fn refusals_are_clear_and_change_nothing() {
     // A direct call is a call, not a tutoring session.
     let (status, _) = app.get(&format!("/api/sessions/{cid}"), &patient).await;
     assert_eq!(status, 404);
-    assert_eq!(audit_actions(&app, &cid).await, ["call.start"]);
+    assert_eq!(app.audit_actions(&cid).await, ["call.start"]);
     let (_, body) = app
         .get(&format!("/api/call-sessions/{cid}"), &patient)
         .await;
@@ -494,9 +477,6 @@ async fn an_invitation_survives_a_restart_and_expires_once() {
     doctor
         .expect_no_event("call_expired", Duration::from_millis(1500))
         .await;
-    assert_eq!(
-        audit_actions(&app, &cid).await,
-        ["call.start", "call.expire"]
-    );
+    assert_eq!(app.audit_actions(&cid).await, ["call.start", "call.expire"]);
     app.stop().await;
 }

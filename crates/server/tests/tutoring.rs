@@ -58,17 +58,7 @@ impl School {
     }
 
     async fn audit(&self, id: &str) -> Vec<String> {
-        let admin = self.app.token("root", "admin");
-        let (_, body) = self
-            .app
-            .get(&format!("/api/audit-logs?entityId={id}"), &admin)
-            .await;
-        body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["action"].as_str().unwrap().to_owned())
-            .collect()
+        self.app.audit_actions(id).await
     }
 
     async fn stop(self) {

@@ -121,6 +121,21 @@ impl TestApp {
         answers
     }
 
+    /// The audit log's actions for one entity, oldest first (read as admin).
+    pub async fn audit_actions(&self, entity: &str) -> Vec<String> {
+        let admin = self.token("root", "admin");
+        let (status, body) = self
+            .get(&format!("/api/audit-logs?entityId={entity}"), &admin)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// `POST path` with a raw body (for malformed input).
     pub async fn post_raw(&self, path: &str, token: &str, body: &str) -> (u16, Value) {
         let res = self
