@@ -88,6 +88,15 @@ impl ConsultService {
     ) -> Result<Option<(CallView, bool)>, ApiError> {
         let now = now();
         let txn = self.db().begin_write().await?;
+        // "Busy" is read before the live call it may be about: under READ
+        // COMMITTED a concurrent start that commits in between then shows
+        // up in the second read (a resume), never as "busy" without it.
+        let busy = Busy {
+            host: CallRepo.has_live(&*txn, Side::Host, host.as_str()).await?,
+            guest: CallRepo
+                .has_live(&*txn, Side::Guest, p.user_id.as_str())
+                .await?,
+        };
         let live = live_direct(&*txn, p, host, appointment).await?;
         let appointment_id = match (appointment, &live) {
             (Some(given), _) => given.clone(),
@@ -97,12 +106,6 @@ impl ConsultService {
                 .cloned()
                 .unwrap_or_else(|| AppointmentId::generate(now)),
             (None, None) => self.free_generated_key(&*txn, now).await?,
-        };
-        let busy = Busy {
-            host: CallRepo.has_live(&*txn, Side::Host, host.as_str()).await?,
-            guest: CallRepo
-                .has_live(&*txn, Side::Guest, p.user_id.as_str())
-                .await?,
         };
         let caller = Party::new(p.user_id.clone(), p.name.clone());
         let decision = start_direct_call(
