@@ -270,6 +270,24 @@ impl Call {
         Ok(Some(self.move_to(to, now)))
     }
 
+    /// Records `actor`'s display name if the call does not know it yet: an
+    /// invitee's name is only known once they act (their own token says it).
+    /// Returns whether anything changed.
+    pub fn learn_name(&mut self, actor: &UserId, name: Option<&str>) -> bool {
+        let (Some(side), Some(name)) = (self.side_of(actor), name) else {
+            return false;
+        };
+        let party = match side {
+            Side::Host => &mut self.host,
+            Side::Guest => &mut self.guest,
+        };
+        if party.name.is_some() {
+            return false;
+        }
+        party.name = Some(name.to_owned());
+        true
+    }
+
     /// Stores a participant's WebRTC/PeerJS id; returns their side. Allowed
     /// while the call is live.
     pub fn set_peer_id(&mut self, actor: &UserId, peer_id: &str) -> Result<Side, CallError> {
@@ -468,6 +486,27 @@ mod tests {
             let mut c = call_in(status, Side::Host);
             assert_eq!(c.set_peer_id(&user("doc"), "p").is_ok(), status.is_live());
         }
+    }
+
+    #[test]
+    fn an_invitees_name_is_learned_once_and_never_overwritten() {
+        let mut c = Call::invite(
+            CallId::new("c1"),
+            Party::new(user("doc"), None),
+            Party::new(user("pat"), Some("Pat".into())),
+            Side::Guest,
+            t0(),
+            Duration::seconds(60),
+        )
+        .unwrap();
+        assert!(!c.learn_name(&user("eve"), Some("Eve")));
+        assert!(!c.learn_name(&user("doc"), None));
+        assert!(c.learn_name(&user("doc"), Some("Dr A")));
+        assert_eq!(c.host.name.as_deref(), Some("Dr A"));
+        assert!(!c.learn_name(&user("doc"), Some("Someone else")));
+        assert!(!c.learn_name(&user("pat"), Some("Other")));
+        assert_eq!(c.host.name.as_deref(), Some("Dr A"));
+        assert_eq!(c.guest.name.as_deref(), Some("Pat"));
     }
 
     #[test]

@@ -78,6 +78,11 @@ async fn the_talk_now_flow_of_seed_000() {
     assert_eq!(call["doctor_id"], "123");
     assert_eq!(call["patient_id"], "p1");
     assert_eq!(call["patient_name"], "patient p1");
+    assert_eq!(
+        call["doctor_name"],
+        Value::Null,
+        "not known before the doctor acts"
+    );
     assert!(is_iso_millis(&call["expires_at"]), "{call}");
     // §4's spelling rides along for clients of the queue flow.
     assert_eq!(call["callSessionId"], call["call_session_id"]);
@@ -137,6 +142,8 @@ async fn the_talk_now_flow_of_seed_000() {
         assert_eq!(ev[0]["call_session_id"], cid.as_str());
         assert_eq!(ev[0]["appointment_id"], "direct_session_1234567890");
         assert_eq!(ev[0]["status"], "CONFIRMED");
+        assert_eq!(ev[0]["doctor_name"], "doctor 123");
+        assert_eq!(ev[0]["doctorName"], "doctor 123");
     }
     // Peer ids, activate (both sides send it), end.
     let (status, _) = app

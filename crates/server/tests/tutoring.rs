@@ -108,6 +108,10 @@ async fn the_call_flow_of_seed_003() {
     assert_eq!(status, 200, "{body}");
     let accepted = body["data"].clone();
     assert_eq!(accepted["status"], "accepted");
+    // The teacher's name is known from their own token once they act.
+    assert_eq!(row["host_name"], Value::Null);
+    assert_eq!(accepted["host_name"], "teacher t1");
+    assert_eq!(accepted["learner_name"], "learner l1");
     let room = accepted["room_id"].as_str().unwrap().to_owned();
     assert!(room.starts_with("room-"), "{room}");
     assert!(millis(&accepted["started_at"]) >= millis(&row["created_at"]));

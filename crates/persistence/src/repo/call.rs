@@ -182,7 +182,8 @@ impl CallRepo {
         by_id::<Entity, _, _>(db, id, true).await
     }
 
-    /// Compare-and-set of the status, with the timestamps the move set.
+    /// Compare-and-set of the status, with the timestamps the move set and
+    /// the participants' names as the call now knows them.
     pub async fn apply<C: ConnectionTrait>(
         &self,
         db: &C,
@@ -193,6 +194,8 @@ impl CallRepo {
             .col_expr(Column::Status, Expr::value(t.to.as_str()))
             .col_expr(Column::ConfirmedAt, Expr::value(call.confirmed_at))
             .col_expr(Column::EndedAt, Expr::value(call.ended_at))
+            .col_expr(Column::HostName, Expr::value(call.host.name.clone()))
+            .col_expr(Column::GuestName, Expr::value(call.guest.name.clone()))
             .filter(Column::Id.eq(call.id.as_str()))
             .filter(Column::Status.eq(t.from.as_str()))
             .exec(db)

@@ -586,7 +586,10 @@ impl ConsultService {
             .await?
             .ok_or(MoveError::Refused(CallError::NotParticipant))?;
         let (t, actor, late) = match record.call.handle(&p.user_id, command, now) {
-            Ok(Some(t)) => (t, Some(p), false),
+            Ok(Some(t)) => {
+                record.call.learn_name(&p.user_id, p.name.as_deref());
+                (t, Some(p), false)
+            }
             Ok(None) => return Ok(record),
             // Answered too late: the invitation expires now if the timer
             // has not run yet, and the caller learns it is gone (410).
