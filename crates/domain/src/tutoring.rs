@@ -127,15 +127,6 @@ impl TutoringCommand {
             Self::End => CallCommand::End,
         }
     }
-
-    pub fn verb(self) -> &'static str {
-        match self {
-            Self::Accept => "accept",
-            Self::Reject => "reject",
-            Self::Cancel => "cancel",
-            Self::End => "end",
-        }
-    }
 }
 
 /// What the learner asks to be taught; shown to the teacher.

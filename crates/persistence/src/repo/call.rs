@@ -352,27 +352,14 @@ impl CallRepo {
             .transpose()
     }
 
-    /// Whether the user has a live call on the given side.
+    /// Whether the user has a live call (queue or direct) on the given side.
     pub async fn has_live<C: ConnectionTrait>(
         &self,
         db: &C,
         side: Side,
         user_id: &str,
     ) -> Result<bool, RepoError> {
-        let col = match side {
-            Side::Host => Column::HostId,
-            Side::Guest => Column::GuestId,
-        };
-        Ok(Entity::find()
-            .select_only()
-            .column(Column::Id)
-            .filter(col.eq(user_id))
-            .filter(Column::Status.is_in(live()))
-            .filter(calls_only())
-            .into_tuple::<String>()
-            .one(db)
-            .await?
-            .is_some())
+        Ok(self.live_call(db, side, user_id).await?.is_some())
     }
 
     /// Every unanswered invitation with its deadline, for the expiry timer.

@@ -120,7 +120,7 @@ async fn queue_snapshot(
 }
 
 /// A call transition that has been committed and must now be announced.
-pub(super) struct Announce {
+struct Announce {
     record: CallRecord,
     /// The queue, when the call moved its entry.
     queue: Option<QueueNews>,
@@ -702,18 +702,28 @@ impl ConsultService {
     }
 
     /// A call of one of `kinds` that `p` takes part in, or any if `p` is an
-    /// admin.
+    /// admin (who reads everything and moves nothing).
     pub(super) async fn visible_call(
         &self,
         p: &Principal,
         call_id: &str,
         kinds: &[CallKind],
     ) -> Result<Option<CallRecord>, ApiError> {
+        Ok(self
+            .call_of_kind(call_id, kinds)
+            .await?
+            .filter(|r| p.is_admin() || r.call.side_of(&p.user_id).is_some()))
+    }
+
+    async fn call_of_kind(
+        &self,
+        call_id: &str,
+        kinds: &[CallKind],
+    ) -> Result<Option<CallRecord>, RepoError> {
         Ok(CallRepo
             .find(self.db().conn(), call_id)
             .await?
-            .filter(|r| kinds.contains(&r.origin.kind()))
-            .filter(|r| p.is_admin() || r.call.side_of(&p.user_id).is_some()))
+            .filter(|r| kinds.contains(&r.origin.kind())))
     }
 
     /// The host's latest call (the doctor's poll), or `None`.
@@ -759,10 +769,8 @@ impl ConsultService {
         call_id: &str,
         kinds: &[CallKind],
     ) -> Result<CallRecord, MoveError> {
-        CallRepo
-            .find(self.db().conn(), call_id)
+        self.call_of_kind(call_id, kinds)
             .await?
-            .filter(|r| kinds.contains(&r.origin.kind()))
             .filter(|r| r.call.side_of(&p.user_id).is_some())
             .ok_or(MoveError::Refused(CallError::NotParticipant))
     }
