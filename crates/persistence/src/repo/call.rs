@@ -104,6 +104,14 @@ impl TryFrom<call_session::Model> for CallRecord {
     }
 }
 
+/// The column holding the user id of `side`.
+fn user_column(side: Side) -> Column {
+    match side {
+        Side::Host => Column::HostId,
+        Side::Guest => Column::GuestId,
+    }
+}
+
 fn live() -> Vec<&'static str> {
     statuses(CallStatus::LIVE)
 }
@@ -279,11 +287,9 @@ impl CallRepo {
         f: SessionFilter<'_>,
     ) -> Result<Vec<CallRecord>, RepoError> {
         let mut q = Entity::find().filter(Column::Kind.eq(CallKind::Tutoring.as_str()));
-        q = match f.side {
-            Some(Side::Host) => q.filter(Column::HostId.eq(f.user_id)),
-            Some(Side::Guest) => q.filter(Column::GuestId.eq(f.user_id)),
-            None => q,
-        };
+        if let Some(side) = f.side {
+            q = q.filter(user_column(side).eq(f.user_id));
+        }
         if !f.statuses.is_empty() {
             q = q.filter(Column::Status.is_in(statuses(f.statuses)));
         }
@@ -310,12 +316,12 @@ impl CallRepo {
         let invitee = Condition::any()
             .add(
                 Condition::all()
-                    .add(Column::Inviter.eq("host"))
+                    .add(Column::Inviter.eq(side_str(Side::Host)))
                     .add(Column::GuestId.eq(user_id)),
             )
             .add(
                 Condition::all()
-                    .add(Column::Inviter.eq("guest"))
+                    .add(Column::Inviter.eq(side_str(Side::Guest)))
                     .add(Column::HostId.eq(user_id)),
             );
         Entity::find()
@@ -338,12 +344,8 @@ impl CallRepo {
         side: Side,
         user_id: &str,
     ) -> Result<Option<CallRecord>, RepoError> {
-        let col = match side {
-            Side::Host => Column::HostId,
-            Side::Guest => Column::GuestId,
-        };
         Entity::find()
-            .filter(col.eq(user_id))
+            .filter(user_column(side).eq(user_id))
             .filter(Column::Status.is_in(live()))
             .filter(calls_only())
             .one(db)
