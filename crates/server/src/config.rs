@@ -65,6 +65,15 @@ pub enum JwtAlgorithm {
     Es256,
 }
 
+/// The tokio scheduler the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeFlavor {
+    /// One thread per core (or `WORKER_THREADS`); sockets spread over them.
+    Multi,
+    /// Everything on one thread: no cross-thread wake-ups; one core's worth.
+    Current,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -84,6 +93,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CHAT_CHARS: usize = 10_000;
 pub const DEFAULT_EVENT_RATE: u32 = 100;
 pub const DEFAULT_EVENT_BURST: u32 = 200;
+pub const DEFAULT_REPLAY_MAX_MESSAGES: usize = 64;
+pub const DEFAULT_REPLAY_MAX_BYTES: usize = 256 * 1024;
+pub const DEFAULT_SOCKET_BUFFER: usize = 1024;
+pub const DEFAULT_WS_READ_BUFFER: usize = 4096;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
@@ -156,6 +169,24 @@ pub struct Config {
     /// Events a socket may send in a burst above the sustained rate (0 = unlimited).
     #[arg(long, env = "EVENT_BURST", default_value_t = DEFAULT_EVENT_BURST, global = true)]
     pub event_burst: u32,
+    /// Signaling messages kept per room and sender for late joiners (the description included).
+    #[arg(long, env = "REPLAY_MAX_MESSAGES", default_value_t = DEFAULT_REPLAY_MAX_MESSAGES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000), global = true)]
+    pub replay_max_messages: usize,
+    /// Bytes kept per room and sender for late joiners (a description is always kept).
+    #[arg(long, env = "REPLAY_MAX_BYTES", default_value_t = DEFAULT_REPLAY_MAX_BYTES, global = true)]
+    pub replay_max_bytes: usize,
+    /// Packets queued for one socket before further sends to it are dropped (a stalled client).
+    #[arg(long, env = "SOCKET_BUFFER", default_value_t = DEFAULT_SOCKET_BUFFER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=1_000_000), global = true)]
+    pub socket_buffer: usize,
+    /// Initial websocket read buffer per socket, in bytes (grows for larger frames).
+    #[arg(long, env = "WS_READ_BUFFER", default_value_t = DEFAULT_WS_READ_BUFFER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(256..=1_048_576), global = true)]
+    pub ws_read_buffer: usize,
+    /// Tokio scheduler: `multi` (one worker per core) or `current` (one thread).
+    #[arg(long, env = "RUNTIME", value_enum, default_value_t = RuntimeFlavor::Multi, global = true)]
+    pub runtime: RuntimeFlavor,
+    /// Worker threads of the `multi` runtime (default: one per core).
+    #[arg(long, env = "WORKER_THREADS", global = true)]
+    pub worker_threads: Option<usize>,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "LOG_LEVEL", default_value = DEFAULT_LOG_LEVEL, global = true)]
     pub log_level: String,
@@ -207,6 +238,12 @@ impl Default for Config {
             max_chat_chars: DEFAULT_MAX_CHAT_CHARS,
             event_rate: DEFAULT_EVENT_RATE,
             event_burst: DEFAULT_EVENT_BURST,
+            replay_max_messages: DEFAULT_REPLAY_MAX_MESSAGES,
+            replay_max_bytes: DEFAULT_REPLAY_MAX_BYTES,
+            socket_buffer: DEFAULT_SOCKET_BUFFER,
+            ws_read_buffer: DEFAULT_WS_READ_BUFFER,
+            runtime: RuntimeFlavor::Multi,
+            worker_threads: None,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             log_format: LogFormat::Text,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
@@ -229,6 +266,29 @@ impl Config {
     /// The role mapping from the three role lists.
     pub fn role_map(&self) -> Result<consultd_domain::RoleMap, consultd_domain::RoleMapError> {
         consultd_domain::RoleMap::new(&self.host_roles, &self.guest_roles, &self.admin_roles)
+    }
+
+    /// What a signaling room keeps per sender for late joiners.
+    pub fn replay_limits(&self) -> consultd_domain::ReplayLimits {
+        consultd_domain::ReplayLimits {
+            max_messages: self.replay_max_messages,
+            max_bytes: self.replay_max_bytes,
+        }
+    }
+
+    /// Builds the tokio runtime this configuration asks for.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self.runtime {
+            RuntimeFlavor::Multi => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                if let Some(n) = self.worker_threads.filter(|n| *n > 0) {
+                    b.worker_threads(n);
+                }
+                b
+            }
+            RuntimeFlavor::Current => tokio::runtime::Builder::new_current_thread(),
+        };
+        builder.enable_all().build()
     }
 
     /// The engine-level frame limit: above the event limit, so that an

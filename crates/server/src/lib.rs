@@ -144,12 +144,14 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let config = Arc::new(config);
     let (io_layer, io) = socket::layer(&config);
     let (timer, timer_rx) = Timer::channel();
+    let rooms = Arc::new(socket::Rooms::new(config.replay_limits()));
     let consult = ConsultService::new(
         db.clone(),
         Notifier::new(io.clone()),
         timer,
         config.invite_ttl_secs,
         config.session_ttl_secs,
+        rooms.clone(),
     );
     let state = AppState {
         config: config.clone(),
@@ -157,6 +159,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         auth,
         metrics: telemetry::metrics_handle(),
         consult: consult.clone(),
+        rooms,
     };
     socket::register(&io, state.clone());
     // Reload before listening, so nothing due is missed.

@@ -1,9 +1,16 @@
 use clap::Parser;
 use consultd_server::config::Cli;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match consultd_server::run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match cli.config.runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("consultd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(consultd_server::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("consultd: {e}");

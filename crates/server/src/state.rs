@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::service::ConsultService;
+use crate::socket::Rooms;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -17,4 +18,6 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub metrics: PrometheusHandle,
     pub consult: ConsultService,
+    /// The signaling rooms of this node (CONTRACT §3).
+    pub rooms: Arc<Rooms>,
 }

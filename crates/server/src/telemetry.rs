@@ -14,6 +14,8 @@ pub const SOCKET_EVENTS: &str = "consultd_socket_events_total";
 pub const HTTP_REQUESTS: &str = "consultd_http_requests_total";
 pub const CALL_TRANSITIONS: &str = "consultd_call_transitions_total";
 pub const HTTP_DURATION: &str = "consultd_http_request_duration_seconds";
+pub const RELAYED: &str = "consultd_signals_relayed_total";
+pub const RELAY_DROPPED: &str = "consultd_signals_dropped_total";
 
 /// Installs the log subscriber. A second call (tests start several servers
 /// in one process) keeps the first subscriber.
@@ -67,6 +69,11 @@ fn describe() {
     metrics::describe_counter!(
         CALL_TRANSITIONS,
         "Call session transitions committed, by the status reached"
+    );
+    metrics::describe_counter!(RELAYED, "Signaling messages delivered to a peer socket");
+    metrics::describe_counter!(
+        RELAY_DROPPED,
+        "Signaling messages not delivered: the receiver's send queue was full or closed"
     );
     metrics::describe_histogram!(
         HTTP_DURATION,

@@ -29,6 +29,7 @@ use super::views::{
 };
 use super::{audit, new_id, now};
 use crate::error::ApiError;
+use crate::socket::Rooms;
 use crate::telemetry::CALL_TRANSITIONS;
 use crate::timers::{Deadline, Timer};
 
@@ -168,6 +169,8 @@ pub(super) struct Inner {
     /// The millisecond of the last `direct_session_<ms>` key made here, so
     /// this node never makes the same key twice.
     pub(super) last_key_ms: AtomicI64,
+    /// Signaling rooms, closed when their call ends.
+    pub(super) rooms: Arc<Rooms>,
 }
 
 fn seconds(secs: u64) -> Duration {
@@ -181,6 +184,7 @@ impl ConsultService {
         timer: Timer,
         invite_ttl_secs: u64,
         session_ttl_secs: u64,
+        rooms: Arc<Rooms>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -191,6 +195,7 @@ impl ConsultService {
                 session_ttl: seconds(session_ttl_secs),
                 order: Sequencer::new(64),
                 last_key_ms: AtomicI64::new(0),
+                rooms,
             }),
         }
     }
@@ -801,6 +806,10 @@ impl ConsultService {
         metrics::counter!(CALL_TRANSITIONS, "kind" => kind.as_str(), "to" => c.status.as_str())
             .increment(1);
         tracing::info!(call = %c.id, kind = kind.as_str(), status = c.status.as_str(), "call transition");
+        if !c.status.is_live() {
+            // Its sockets leave the signaling room before anyone is told.
+            self.inner.rooms.close(&c.id);
+        }
         let both = [&c.host.user_id, &c.guest.user_id];
         if kind == CallKind::Tutoring {
             // Seed 003 listened to `postgres_changes` UPDATEs; every change

@@ -7,6 +7,7 @@ pub mod consult;
 mod direct;
 pub mod notify;
 mod order;
+pub mod signaling;
 pub mod tutoring;
 pub mod views;
 

@@ -6,6 +6,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
 
 use super::dispatch::{Dispatcher, SocketCtx};
+use super::signal;
 use crate::auth::{AuthError, handshake_token};
 use crate::service::notify::GUESTS_ROOM;
 use crate::state::AppState;
@@ -36,6 +37,7 @@ pub(super) async fn authenticate(
     socket.on_disconnect(async move |reason: DisconnectReason| {
         metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
         let _entered = ctx.span.enter();
+        signal::leave_all(&ctx);
         tracing::info!(%reason, "socket disconnected");
     });
     Ok(())

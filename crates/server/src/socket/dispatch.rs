@@ -1,28 +1,81 @@
 //! The single event handler of a socket: limits, parsing, routing, replies.
+//!
+//! Order is the contract's (§3): one socket's events are handled in the
+//! order they arrived. Most events are handled inline, synchronously, in
+//! the socket's read task (no task per event). An event that must wait on
+//! the database (a room join) runs in a task; while it runs, the socket's
+//! later events queue behind it in its [`Lane`] and are handled when it is
+//! done — so an offer sent right after a join is relayed, not refused.
 
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use consultd_domain::{Principal, TokenBucket};
+use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::{FromMessageParts, MessageHandler, Value};
 use socketioxide::socket::{Sid, Socket};
 
+use super::rooms::SignalRoom;
+use super::signal::{self, SignalEvent};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::telemetry::SOCKET_EVENTS;
 
 /// Every client event consultd answers; other names are "unknown" (and
 /// counted under that label, so clients cannot grow the metric set).
-pub const EVENTS: &[&str] = &["identify_as_doctor"];
+pub const EVENTS: &[&str] = &[
+    "identify_as_doctor",
+    "webrtc:join_room",
+    "webrtc:offer",
+    "webrtc:answer",
+    "webrtc:ice_candidate",
+    "webrtc:leave_room",
+    "join_consultation_room",
+    "webrtc_offer",
+    "webrtc_answer",
+    "webrtc_ice_candidate",
+];
+
+/// Events a socket may have waiting behind a slow one; more is flooding.
+const LANE_CAPACITY: usize = 256;
+
+pub(crate) type Sock = Arc<Socket<LocalAdapter>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a push, a pop or a flag: data behind a
+    // poisoned lock is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The signaling rooms a socket is in, by the room id it used.
+#[derive(Default)]
+pub(crate) struct JoinedRooms {
+    /// The socket has disconnected: it joins nothing more.
+    pub(crate) gone: bool,
+    pub(crate) rooms: Vec<(Arc<str>, Arc<SignalRoom>)>,
+}
+
+/// Events waiting behind one that is still running.
+#[derive(Default)]
+struct Lane {
+    busy: bool,
+    waiting: VecDeque<(Incoming, Reply)>,
+}
 
 /// Per-socket state, built once when the socket is authenticated.
 pub(crate) struct SocketCtx {
     pub(crate) principal: Principal,
+    pub(crate) socket_id: Sid,
+    /// `socket.id` as text, for `fromSocketId`.
+    pub(crate) sid: String,
     pub(crate) span: tracing::Span,
+    pub(crate) joined: Mutex<JoinedRooms>,
     bucket: Mutex<TokenBucket>,
+    lane: Mutex<Lane>,
 }
 
 impl SocketCtx {
@@ -40,14 +93,33 @@ impl SocketCtx {
         );
         Self {
             principal,
+            socket_id: sid,
+            sid: sid.to_string(),
             span,
+            joined: Mutex::new(JoinedRooms::default()),
             bucket: Mutex::new(bucket),
+            lane: Mutex::new(Lane::default()),
         }
+    }
+
+    /// The room this socket joined as `alias`.
+    pub(crate) fn joined_room(&self, alias: &str) -> Option<Arc<SignalRoom>> {
+        lock(&self.joined)
+            .rooms
+            .iter()
+            .find(|(a, _)| &**a == alias)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Drops every alias of `room` from this socket's list.
+    pub(crate) fn forget_room(&self, room: &SignalRoom) {
+        lock(&self.joined)
+            .rooms
+            .retain(|(_, r)| !std::ptr::eq(&**r, room));
     }
 }
 
-/// Handles every event of one socket, inline (no task per event), so a
-/// socket's events are processed in arrival order.
+/// Handles every event of one socket.
 pub(crate) struct Dispatcher {
     ctx: Arc<SocketCtx>,
     state: AppState,
@@ -62,8 +134,6 @@ impl Dispatcher {
 /// Marker for socketioxide's handler trait: this handler takes raw packets.
 pub(crate) struct RawPacket;
 
-type Sock = Arc<Socket<LocalAdapter>>;
-
 impl MessageHandler<LocalAdapter, RawPacket> for Dispatcher {
     fn call(&self, s: Sock, mut v: Value, ack_id: Option<i64>) {
         let _entered = self.ctx.span.enter();
@@ -72,58 +142,145 @@ impl MessageHandler<LocalAdapter, RawPacket> for Dispatcher {
             Err(never) => match never {},
         };
         let reply = Reply {
-            socket: &s,
+            socket: s.clone(),
             ack,
             wants_ack: ack_id.is_some(),
         };
-        match self.handle(&v, ack_id.is_some()) {
-            Ok(Some(ok)) => reply.ok(ok),
-            Ok(None) => {}
-            Err(e) => reply.err(&e),
+        let event = match self.admit(&v) {
+            Ok(event) => event,
+            Err(e) => return reply.err(&e),
+        };
+        {
+            let mut lane = lock(&self.ctx.lane);
+            if lane.busy {
+                if lane.waiting.len() >= LANE_CAPACITY {
+                    drop(lane);
+                    return reply.err(&ApiError::RateLimited);
+                }
+                lane.waiting.push_back((event, reply));
+                return;
+            }
+            if event.needs_task() {
+                lane.busy = true;
+            }
+        }
+        if event.needs_task() {
+            let (ctx, state) = (self.ctx.clone(), self.state.clone());
+            tokio::spawn(async move {
+                run_lane(ctx, state, s, event, reply).await;
+            });
+        } else {
+            handle_inline(&self.ctx, &self.state, event, reply);
         }
     }
 }
 
-/// A parsed event: its name and first argument.
-struct Incoming {
+/// Runs a slow event, then everything that queued behind it, in order,
+/// until the lane is empty.
+async fn run_lane(ctx: Arc<SocketCtx>, state: AppState, s: Sock, first: Incoming, reply: Reply) {
+    let mut next = Some((first, reply));
+    while let Some((event, reply)) = next.take() {
+        if event.needs_task() {
+            handle_slow(&ctx, &state, &s, event, reply).await;
+        } else {
+            let _entered = ctx.span.enter();
+            handle_inline(&ctx, &state, event, reply);
+        }
+        let mut lane = lock(&ctx.lane);
+        next = lane.waiting.pop_front();
+        if next.is_none() {
+            lane.busy = false;
+        }
+    }
+}
+
+/// A parsed event: its name and first argument, as the client wrote it.
+pub(crate) struct Incoming {
     name: String,
-    #[allow(dead_code)] // read by the handlers of the flows built on this dispatcher
-    payload: Json,
+    payload: Box<RawValue>,
+    signal: Option<SignalEvent>,
+}
+
+impl Incoming {
+    fn needs_task(&self) -> bool {
+        matches!(self.signal, Some(SignalEvent::Join { .. }))
+    }
+}
+
+fn count(name: &str) {
+    let label = EVENTS
+        .iter()
+        .copied()
+        .find(|e| *e == name)
+        .unwrap_or("unknown");
+    metrics::counter!(SOCKET_EVENTS, "event" => label).increment(1);
+}
+
+fn handle_inline(ctx: &SocketCtx, state: &AppState, event: Incoming, reply: Reply) {
+    count(&event.name);
+    let wants_ack = reply.wants_ack;
+    let result = match event.signal {
+        Some(SignalEvent::Relay { signal, legacy }) => {
+            signal::relay(ctx, signal, legacy, &event.payload).map(Some)
+        }
+        Some(SignalEvent::Leave) => signal::leave(ctx, &event.payload).map(Some),
+        Some(SignalEvent::Join { .. }) => unreachable_join(),
+        None => handle_other(ctx, state, &event, wants_ack),
+    };
+    match result {
+        Ok(Some(ok)) if wants_ack => reply.ok(ok),
+        Ok(_) => {}
+        Err(e) => reply.err(&e),
+    }
+}
+
+fn unreachable_join() -> Result<Option<Json>, ApiError> {
+    // Joins always take the slow path; answering here would skip the lane.
+    tracing::error!("a join reached the inline handler");
+    Err(ApiError::Internal)
+}
+
+async fn handle_slow(ctx: &SocketCtx, state: &AppState, s: &Sock, event: Incoming, reply: Reply) {
+    count(&event.name);
+    match event.signal {
+        Some(SignalEvent::Join { legacy }) => {
+            signal::join(state, ctx, s, legacy, &event.payload, reply).await;
+        }
+        _ => handle_inline(ctx, state, event, reply),
+    }
+}
+
+/// `Ok(None)` means "nothing to answer" (an unknown event without an ack).
+fn handle_other(
+    ctx: &SocketCtx,
+    _state: &AppState,
+    event: &Incoming,
+    wants_ack: bool,
+) -> Result<Option<Json>, ApiError> {
+    match event.name.as_str() {
+        // Seed 002: the payload is ignored; hosts only.
+        "identify_as_doctor" => {
+            if ctx.principal.is_host() {
+                Ok(Some(json!({ "ok": true })))
+            } else {
+                Err(ApiError::forbidden("only a host may identify as a doctor"))
+            }
+        }
+        // socket.io ignores events nobody listens to; so do we, unless
+        // the client waits for an answer.
+        other if !wants_ack => {
+            tracing::debug!(event = truncate(other, 64), "unknown event ignored");
+            Ok(None)
+        }
+        other => Err(ApiError::bad_request(format!(
+            "unknown event `{}`",
+            truncate(other, 64)
+        ))),
+    }
 }
 
 impl Dispatcher {
-    /// `Ok(None)` means "nothing to answer" (an unknown event without an ack).
-    fn handle(&self, v: &Value, wants_ack: bool) -> Result<Option<Json>, ApiError> {
-        let event = self.admit(v)?;
-        let label = EVENTS
-            .iter()
-            .copied()
-            .find(|e| *e == event.name)
-            .unwrap_or("unknown");
-        metrics::counter!(SOCKET_EVENTS, "event" => label).increment(1);
-        match event.name.as_str() {
-            // Seed 002: the payload is ignored; hosts only.
-            "identify_as_doctor" => {
-                if self.ctx.principal.is_host() {
-                    Ok(Some(json!({ "ok": true })))
-                } else {
-                    Err(ApiError::forbidden("only a host may identify as a doctor"))
-                }
-            }
-            // socket.io ignores events nobody listens to; so do we, unless
-            // the client waits for an answer.
-            other if !wants_ack => {
-                tracing::debug!(event = truncate(other, 64), "unknown event ignored");
-                Ok(None)
-            }
-            other => Err(ApiError::bad_request(format!(
-                "unknown event `{}`",
-                truncate(other, 64)
-            ))),
-        }
-    }
-
-    /// The checks every event passes before it is parsed: size, rate, shape.
+    /// The checks every event passes before it is queued: size, rate, shape.
     fn admit(&self, v: &Value) -> Result<Incoming, ApiError> {
         let Value::Str(text, bins) = v else {
             return Err(ApiError::bad_request(
@@ -137,32 +294,29 @@ impl Dispatcher {
                 "events are limited to {max} bytes"
             )));
         }
-        let allowed = self
-            .ctx
-            .bucket
-            .lock()
-            .map(|mut b| b.try_take(Instant::now()))
-            .unwrap_or(true);
-        if !allowed {
+        if !lock(&self.ctx.bucket).try_take(Instant::now()) {
             return Err(ApiError::RateLimited);
         }
         if bins.as_ref().is_some_and(|b| !b.is_empty()) {
             return Err(ApiError::bad_request("binary attachments are not accepted"));
         }
-        let mut parts: Vec<Json> = serde_json::from_str(text.as_str())
+        // Borrowed pieces: the payload is checked to be JSON but not decoded.
+        let parts: Vec<&RawValue> = serde_json::from_str(text.as_str())
             .map_err(|_| ApiError::bad_request("the event is not valid JSON"))?;
-        if parts.is_empty() {
+        let Some(first) = parts.first() else {
             return Err(ApiError::bad_request("the event has no name"));
-        }
-        let payload = if parts.len() > 1 {
-            parts.swap_remove(1)
-        } else {
-            Json::Null
         };
-        let Json::String(name) = parts.swap_remove(0) else {
-            return Err(ApiError::bad_request("the event name must be a string"));
-        };
-        Ok(Incoming { name, payload })
+        let name: String = serde_json::from_str(first.get())
+            .map_err(|_| ApiError::bad_request("the event name must be a string"))?;
+        let payload =
+            serde_json::value::to_raw_value(parts.get(1).copied().unwrap_or(RawValue::NULL))
+                .map_err(|_| ApiError::bad_request("the event is not valid JSON"))?;
+        let signal = SignalEvent::parse(&name);
+        Ok(Incoming {
+            name,
+            payload,
+            signal,
+        })
     }
 }
 
@@ -175,20 +329,23 @@ fn truncate(s: &str, max: usize) -> &str {
 
 /// Answers an event: through its ack when the client asked for one;
 /// otherwise a failure becomes an `error` event carrying the same object.
-struct Reply<'a> {
-    socket: &'a Sock,
+pub(crate) struct Reply {
+    socket: Sock,
     ack: AckSender<LocalAdapter>,
     wants_ack: bool,
 }
 
-impl Reply<'_> {
-    fn ok(self, body: Json) {
+impl Reply {
+    pub(crate) fn ok(self, body: Json) {
+        if !self.wants_ack {
+            return;
+        }
         if let Err(e) = self.ack.send(&body) {
             tracing::debug!(error = %e, "ack not sent");
         }
     }
 
-    fn err(self, e: &ApiError) {
+    pub(crate) fn err(self, e: &ApiError) {
         let body = e.to_ack();
         let sent = if self.wants_ack {
             self.ack.send(&body).map_err(|e| e.to_string())

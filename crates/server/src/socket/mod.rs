@@ -12,6 +12,8 @@
 
 mod connect;
 mod dispatch;
+mod rooms;
+mod signal;
 
 use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};
@@ -22,11 +24,14 @@ use crate::config::Config;
 use crate::state::AppState;
 
 pub use dispatch::EVENTS;
+pub use rooms::Rooms;
 
 /// Builds the Socket.IO layer for axum and the handle used to emit and to close.
 pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {
     SocketIo::builder()
         .max_payload(config.engine_max_payload())
+        .max_buffer_size(config.socket_buffer)
+        .ws_read_buffer_size(config.ws_read_buffer)
         .build_layer()
 }
 

@@ -1,0 +1,66 @@
+//! Who may enter a signaling room (CONTRACT §3). Decided once, at join;
+//! the relay after that never asks the database again.
+
+use consultd_domain::{CallId, CallKind, CallStatus, Principal};
+use consultd_persistence::{CallRecord, CallRepo};
+
+use super::consult::ConsultService;
+use crate::error::ApiError;
+
+/// The call a participant may signal in.
+#[derive(Debug, Clone)]
+pub struct RoomGrant {
+    pub call_id: CallId,
+}
+
+fn refused() -> ApiError {
+    // One answer for "no such room", "not yours" and "not live": a stranger
+    // learns nothing about which calls exist.
+    ApiError::forbidden("you may not join this room")
+}
+
+/// Live for signaling: a call that is not over; a tutoring session once
+/// it is accepted (a pending request has no room yet).
+fn joinable(r: &CallRecord) -> bool {
+    match r.origin.kind() {
+        CallKind::Tutoring => matches!(r.call.status, CallStatus::Confirmed | CallStatus::Active),
+        CallKind::Queue | CallKind::Direct => r.call.status.is_live(),
+    }
+}
+
+impl ConsultService {
+    /// Resolves a room id — a call's id, its `room_id`, its `appointment_id`
+    /// (a live direct call's), or an accepted tutoring session's `room_id` —
+    /// and admits `p` if they take part in it while it is live.
+    pub async fn room_grant(&self, p: &Principal, room: &str) -> Result<RoomGrant, ApiError> {
+        if p.is_admin() {
+            return Err(ApiError::forbidden("admins do not join rooms"));
+        }
+        let conn = self.db().conn();
+        let mut record = CallRepo
+            .find(conn, room)
+            .await?
+            .filter(|r| r.origin.kind().is_call());
+        if record.is_none() {
+            record = CallRepo.find_by_room(conn, room).await?;
+        }
+        if record.is_none() {
+            record = CallRepo.live_for_appointment(conn, room).await?;
+        }
+        let record = record
+            .filter(|r| r.call.side_of(&p.user_id).is_some() && joinable(r))
+            .ok_or_else(refused)?;
+        Ok(RoomGrant {
+            call_id: record.call.id,
+        })
+    }
+
+    /// Whether the call is still joinable, read again after its room was
+    /// set up (see `signal::Rooms::enter` for why).
+    pub async fn room_still_live(&self, call_id: &CallId) -> Result<bool, ApiError> {
+        Ok(CallRepo
+            .find(self.db().conn(), call_id.as_str())
+            .await?
+            .is_some_and(|r| joinable(&r)))
+    }
+}

@@ -1,0 +1,471 @@
+//! WebRTC signaling (CONTRACT §3) and presence in its rooms (§7).
+//!
+//! Join is the only step that reads the database; relaying is synchronous:
+//! find the room in the socket's own list, lock that room, push the body to
+//! each peer socket's send queue. Pushing while holding the room lock is
+//! what keeps order for everyone: a late joiner's replay and the live
+//! messages after it cannot interleave, and one socket's events are handled
+//! one after another (see `dispatch`), so they leave in the order they came.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use consultd_domain::{Joined, Left, Recorded, SignalKind, UserId, format_timestamp};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value as Json, json};
+
+use super::dispatch::{Reply, Sock, SocketCtx};
+use super::rooms::{Peer, RoomState, Signal, SignalRoom, Stored};
+use crate::error::ApiError;
+use crate::service::now;
+use crate::state::AppState;
+use crate::telemetry::{RELAY_DROPPED, RELAYED};
+
+/// The longest room id accepted.
+const MAX_ROOM_ID_CHARS: usize = 200;
+
+/// The signaling events, by the name a client sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignalEvent {
+    Join { legacy: bool },
+    Relay { signal: Signal, legacy: bool },
+    Leave,
+}
+
+impl SignalEvent {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        let relay = |signal, legacy| Some(Self::Relay { signal, legacy });
+        match name {
+            "webrtc:join_room" => Some(Self::Join { legacy: false }),
+            "join_consultation_room" => Some(Self::Join { legacy: true }),
+            "webrtc:offer" => relay(Signal::Offer, false),
+            "webrtc:answer" => relay(Signal::Answer, false),
+            "webrtc:ice_candidate" => relay(Signal::IceCandidate, false),
+            "webrtc_offer" => relay(Signal::Offer, true),
+            "webrtc_answer" => relay(Signal::Answer, true),
+            "webrtc_ice_candidate" => relay(Signal::IceCandidate, true),
+            "webrtc:leave_room" => Some(Self::Leave),
+            _ => None,
+        }
+    }
+}
+
+// ---- payloads --------------------------------------------------------------
+
+/// An object key, borrowed from the event text unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A payload object whose values stay as the client wrote them: forwarded
+/// verbatim, never re-encoded (an SDP passes byte for byte).
+struct RawObject<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(entry) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(RawObject(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'a> RawObject<'a> {
+    fn parse(payload: &'a RawValue) -> Result<Self, ApiError> {
+        serde_json::from_str(payload.get())
+            .map_err(|_| ApiError::bad_request("the payload must be an object with a `roomId`"))
+    }
+
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        // The last one wins, as in JavaScript.
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k.0 == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// The room id as the client spelled it. Legacy events also accept the
+    /// older `appointmentId` / `consultationId`; numbers are read as text.
+    fn room_id(&self, legacy: bool) -> Result<String, ApiError> {
+        let keys: &[&str] = if legacy {
+            &["roomId", "appointmentId", "consultationId"]
+        } else {
+            &["roomId"]
+        };
+        let raw = keys
+            .iter()
+            .find_map(|k| self.get(k))
+            .ok_or_else(|| ApiError::bad_request("`roomId` is required"))?;
+        let id = id_text(raw).ok_or_else(|| {
+            ApiError::bad_request("`roomId` must be a non-empty string or an integer")
+        })?;
+        if id.chars().count() > MAX_ROOM_ID_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "`roomId` is longer than {MAX_ROOM_ID_CHARS} characters"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// The optional `to` (a user id); `null` is the same as absent.
+    fn to(&self) -> Result<Option<UserId>, ApiError> {
+        match self.get("to") {
+            None => Ok(None),
+            Some(raw) if raw.get() == "null" => Ok(None),
+            Some(raw) => id_text(raw)
+                .and_then(UserId::new)
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request("`to` must be a user id")),
+        }
+    }
+}
+
+/// A string or an integer, as text; anything else is not an id.
+fn id_text(raw: &RawValue) -> Option<String> {
+    match serde_json::from_str::<Json>(raw.get()).ok()? {
+        Json::String(s) if !s.trim().is_empty() => Some(s),
+        Json::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The forwarded body: the sender's fields verbatim, then `from` and
+/// `fromSocketId` set by the server (a client cannot forge them: its own
+/// `from`/`fromSocketId` are dropped).
+struct Forward<'a> {
+    fields: &'a RawObject<'a>,
+    from: &'a str,
+    socket_id: &'a str,
+}
+
+impl Serialize for Forward<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in &self.fields.0 {
+            if k.0 != "from" && k.0 != "fromSocketId" {
+                map.serialize_entry(&k.0, v)?;
+            }
+        }
+        map.serialize_entry("from", self.from)?;
+        map.serialize_entry("fromSocketId", self.socket_id)?;
+        map.end()
+    }
+}
+
+// ---- relay -----------------------------------------------------------------
+
+/// `webrtc:offer` / `answer` / `ice_candidate` (and their legacy names).
+pub(crate) fn relay(
+    ctx: &SocketCtx,
+    signal: Signal,
+    legacy: bool,
+    payload: &RawValue,
+) -> Result<Json, ApiError> {
+    let fields = RawObject::parse(payload)?;
+    let alias = fields.room_id(legacy)?;
+    let to = fields.to()?;
+    let room = ctx
+        .joined_room(&alias)
+        .ok_or_else(|| ApiError::forbidden("join the room before signaling in it"))?;
+    let body: Arc<RawValue> = serde_json::value::to_raw_value(&Forward {
+        fields: &fields,
+        from: ctx.principal.user_id.as_str(),
+        socket_id: &ctx.sid,
+    })
+    .map_err(|_| ApiError::bad_request("the payload could not be forwarded"))?
+    .into();
+    let me = &ctx.principal.user_id;
+
+    let mut s = room.lock();
+    if s.closed {
+        return Err(ApiError::forbidden("the call has ended"));
+    }
+    if let Some(target) = &to
+        && (target == me || s.room.member(target).is_none())
+    {
+        return Err(ApiError::not_found("that user is not in the room"));
+    }
+    let kind = match signal {
+        Signal::Offer | Signal::Answer => SignalKind::Description,
+        Signal::IceCandidate => SignalKind::Candidate,
+    };
+    let size = body.get().len();
+    let stored = Stored {
+        signal,
+        body: body.clone(),
+    };
+    if s.room.record(me, kind, to.clone(), stored, size) == Recorded::OverLimit {
+        tracing::debug!(call = %room.call_id, "replay bound reached; candidate relayed live only");
+    }
+    for member in s.room.others(me) {
+        if to.as_ref().is_some_and(|t| t != &member.user) {
+            continue;
+        }
+        for peer in &member.sockets {
+            send_raw(&peer.socket, signal.name(peer.legacy), &body);
+        }
+    }
+    Ok(json!({ "ok": true }))
+}
+
+fn send_raw(socket: &Sock, event: &'static str, body: &RawValue) {
+    match socket.emit(event, body) {
+        Ok(()) => metrics::counter!(RELAYED).increment(1),
+        Err(e) => {
+            // A receiver whose send queue is full (or that just went away).
+            metrics::counter!(RELAY_DROPPED).increment(1);
+            tracing::debug!(sid = %socket.id, error = %e, "relay not delivered");
+        }
+    }
+}
+
+fn send<T: Serialize + ?Sized>(socket: &Sock, event: &'static str, body: &T) {
+    if let Err(e) = socket.emit(event, body) {
+        tracing::debug!(sid = %socket.id, event, error = %e, "room event not delivered");
+    }
+}
+
+// ---- join ------------------------------------------------------------------
+
+/// `webrtc:join_room` / `join_consultation_room`: the one signaling step
+/// that reads the database. Answers through `reply` itself, so that the ack
+/// goes out before the replay, under the room lock.
+pub(crate) async fn join(
+    state: &AppState,
+    ctx: &SocketCtx,
+    socket: &Sock,
+    legacy: bool,
+    payload: &RawValue,
+    reply: Reply,
+) {
+    let mut reply = Some(reply);
+    if let Err(e) = join_inner(state, ctx, socket, legacy, payload, &mut reply).await
+        && let Some(reply) = reply
+    {
+        reply.err(&e);
+    }
+}
+
+async fn join_inner(
+    state: &AppState,
+    ctx: &SocketCtx,
+    socket: &Sock,
+    legacy: bool,
+    payload: &RawValue,
+    reply: &mut Option<Reply>,
+) -> Result<(), ApiError> {
+    let alias = RawObject::parse(payload)?.room_id(legacy)?;
+    if let Some(room) = ctx.joined_room(&alias) {
+        // Joining again on the same socket: the same answer, nothing new.
+        let s = room.lock();
+        if !s.closed {
+            if let Some(r) = reply.take() {
+                r.ok(join_ack(&s, &ctx.principal.user_id, &alias));
+            }
+            return Ok(());
+        }
+    }
+    let grant = state.consult.room_grant(&ctx.principal, &alias).await?;
+    let room = state.rooms.enter(&grant.call_id);
+    let admitted = async {
+        if !room.lock().verified && !state.consult.room_still_live(&grant.call_id).await? {
+            return Err(ApiError::forbidden("you may not join this room"));
+        }
+        admit(ctx, socket, &room, alias, legacy, reply)
+    }
+    .await;
+    state.rooms.exit(&room);
+    admitted
+}
+
+fn join_ack(s: &RoomState, me: &UserId, alias: &str) -> Json {
+    let peers: Vec<Json> = s
+        .room
+        .others(me)
+        .map(|m| json!({ "userId": m.user.as_str(), "role": m.role }))
+        .collect();
+    json!({ "ok": true, "roomId": alias, "peers": peers })
+}
+
+fn admit(
+    ctx: &SocketCtx,
+    socket: &Sock,
+    room: &Arc<SignalRoom>,
+    alias: String,
+    legacy: bool,
+    reply: &mut Option<Reply>,
+) -> Result<(), ApiError> {
+    let alias: Arc<str> = alias.into();
+    let me = &ctx.principal.user_id;
+    let mut joined = ctx
+        .joined
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if joined.gone {
+        return Err(ApiError::forbidden("the connection has closed"));
+    }
+    let mut s = room.lock();
+    if s.closed {
+        return Err(ApiError::forbidden("you may not join this room"));
+    }
+    s.verified = true;
+    let peer = Peer {
+        socket: socket.clone(),
+        alias: alias.clone(),
+        legacy,
+    };
+    let change = s.room.join(me, ctx.principal.role.as_str(), now(), peer);
+    joined.rooms.push((alias.clone(), room.clone()));
+    drop(joined);
+
+    if let Some(r) = reply.take() {
+        r.ok(join_ack(&s, me, &alias));
+    }
+    if change != Joined::Again {
+        for kept in s.room.replay_for(me) {
+            send_raw(socket, kept.payload.signal.name(legacy), &kept.payload.body);
+        }
+    }
+    if change == Joined::FirstConnection {
+        let role = ctx.principal.role.as_str();
+        to_others(&s, me, |alias| {
+            (
+                "webrtc:peer_joined",
+                json!({ "roomId": alias, "userId": me.as_str(), "role": role }),
+            )
+        });
+        to_others(&s, me, |alias| {
+            (
+                "presence:join",
+                json!({ "roomId": alias, "userId": me.as_str(), "role": role }),
+            )
+        });
+    }
+    if change != Joined::Again {
+        presence_sync(&s);
+    }
+    tracing::debug!(call = %room.call_id, ?change, "joined signaling room");
+    Ok(())
+}
+
+/// To every socket of everyone but `me`, in the room spelling each joined with.
+fn to_others(s: &RoomState, me: &UserId, event: impl Fn(&str) -> (&'static str, Json)) {
+    for peer in s.room.others(me).flat_map(|m| &m.sockets) {
+        let (name, body) = event(&peer.alias);
+        send(&peer.socket, name, &body);
+    }
+}
+
+/// `presence:sync` to the whole room: one entry per user.
+fn presence_sync(s: &RoomState) {
+    let users: Map<String, Json> = s
+        .room
+        .members()
+        .iter()
+        .map(|m| {
+            (
+                m.user.as_str().to_owned(),
+                json!({
+                    "role": m.role,
+                    "onlineAt": format_timestamp(m.online_at),
+                    "connections": m.sockets.len(),
+                }),
+            )
+        })
+        .collect();
+    let users = Json::Object(users);
+    for peer in s.room.members().iter().flat_map(|m| &m.sockets) {
+        send(
+            &peer.socket,
+            "presence:sync",
+            &json!({ "roomId": &*peer.alias, "users": &users }),
+        );
+    }
+}
+
+// ---- leave -----------------------------------------------------------------
+
+/// `webrtc:leave_room`. Leaving a room one is not in is not an error.
+pub(crate) fn leave(ctx: &SocketCtx, payload: &RawValue) -> Result<Json, ApiError> {
+    let alias = RawObject::parse(payload)?.room_id(false)?;
+    if let Some(room) = ctx.joined_room(&alias) {
+        ctx.forget_room(&room);
+        leave_room(ctx, &room);
+    }
+    Ok(json!({ "ok": true, "roomId": alias }))
+}
+
+/// The socket closed: it leaves every room, and joins none after this.
+pub(crate) fn leave_all(ctx: &SocketCtx) {
+    let rooms = {
+        let mut joined = ctx
+            .joined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        joined.gone = true;
+        std::mem::take(&mut joined.rooms)
+    };
+    let mut seen: Vec<&Arc<SignalRoom>> = Vec::new();
+    for (_, room) in &rooms {
+        if !seen.iter().any(|r| Arc::ptr_eq(r, room)) {
+            seen.push(room);
+            leave_room(ctx, room);
+        }
+    }
+}
+
+fn leave_room(ctx: &SocketCtx, room: &SignalRoom) {
+    let mut s = room.lock();
+    let Some((user, left)) = s.room.leave(ctx.socket_id) else {
+        return;
+    };
+    if left == Left::LastConnection {
+        to_others(&s, &user, |alias| {
+            (
+                "webrtc:peer_left",
+                json!({ "roomId": alias, "userId": user.as_str() }),
+            )
+        });
+        to_others(&s, &user, |alias| {
+            (
+                "presence:leave",
+                json!({ "roomId": alias, "userId": user.as_str() }),
+            )
+        });
+    }
+    presence_sync(&s);
+    tracing::debug!(call = %room.call_id, ?left, "left signaling room");
+}
