@@ -1,0 +1,643 @@
+//! consultd's load generator. Runs against a running server and measures:
+//! - `connect`: N authenticated idle sockets — connect rate and the
+//!   server's resident memory per socket (from `/proc/<pid>/status`);
+//! - `relay`: pairs in call rooms, the doctor relaying `webrtc:ice_candidate`
+//!   to the patient — delivered messages per second and latency, at
+//!   saturation (a bounded window per pair) or at a fixed total rate;
+//! - `setup`: pairs set up at a fixed rate — connect both, join both, offer
+//!   and answer — and the time that takes.
+//!
+//! It prints a table and one JSON line. Calls are created through the REST
+//! API first (`POST /api/call-sessions/start`), so the rooms are real live
+//! calls and every join is authorised as in production.
+
+mod eio;
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use eio::{Conn, ws_url};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:4000", global = true)]
+    url: String,
+    /// The server's HS256 secret, to mint tokens.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
+    secret: String,
+    /// The server's process id, to read its resident memory.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Prefix of the user ids this run makes (keep runs on one database apart).
+    #[arg(long, global = true)]
+    run_id: Option<String>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Clone)]
+enum Scenario {
+    /// Idle authenticated sockets: connect rate and memory per socket.
+    Connect {
+        #[arg(long, default_value_t = 10_000)]
+        sockets: usize,
+        /// Connects in flight at once.
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+    },
+    /// Relay throughput and latency of `webrtc:ice_candidate`.
+    Relay {
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        /// Total messages per second; 0 = saturation.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Messages in flight per pair at saturation.
+        #[arg(long, default_value_t = 64)]
+        window: u64,
+    },
+    /// Call setup: connect + join both + offer/answer round trip.
+    Setup {
+        #[arg(long, default_value_t = 1000)]
+        pairs: usize,
+        /// Setups started per second.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+    },
+    /// Everything the README's table reports, with the targets' parameters.
+    All,
+}
+
+struct Ctx {
+    url: String,
+    ws: String,
+    secret: String,
+    pid: Option<u32>,
+    run: String,
+    http: reqwest::Client,
+    epoch: Instant,
+}
+
+impl Ctx {
+    fn token(&self, sub: &str, role: &str) -> String {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + 3600;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({ "sub": sub, "role": role, "exp": exp, "name": sub }),
+            &jsonwebtoken::EncodingKey::from_secret(self.secret.as_bytes()),
+        )
+        .unwrap_or_default()
+    }
+
+    fn micros(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// A live direct call from patient `p` to doctor `d`; returns its room id.
+    async fn create_call(&self, d: &str, p: &str) -> Result<String, String> {
+        let res = self
+            .http
+            .post(format!("{}/api/call-sessions/start", self.url))
+            .bearer_auth(self.token(p, "patient"))
+            .json(&json!({ "doctor_id": d }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: Value = res.json().await.map_err(|e| e.to_string())?;
+        body["data"]["room_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("call not created: {body}"))
+    }
+
+    /// `n` calls, eight requests at a time.
+    async fn create_calls(&self, tag: &str, n: usize) -> Result<Vec<String>, String> {
+        let mut rooms = vec![String::new(); n];
+        for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
+            let made = futures_util::future::join_all(chunk.iter().map(|i| {
+                let (d, p) = self.pair(tag, *i);
+                async move { (*i, self.create_call(&d, &p).await) }
+            }))
+            .await;
+            for (i, room) in made {
+                rooms[i] = room?;
+            }
+        }
+        Ok(rooms)
+    }
+
+    fn pair(&self, tag: &str, i: usize) -> (String, String) {
+        (
+            format!("{}-{tag}-d{i}", self.run),
+            format!("{}-{tag}-p{i}", self.run),
+        )
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Percentiles {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+/// Percentiles in milliseconds of samples in microseconds.
+fn percentiles(samples: &mut [u64]) -> Percentiles {
+    if samples.is_empty() {
+        return Percentiles::default();
+    }
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i] as f64 / 1000.0
+    };
+    Percentiles {
+        p50: at(0.50),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: at(1.0),
+    }
+}
+
+// ---- connect -----------------------------------------------------------------
+
+async fn connect_scenario(ctx: &Ctx, sockets: usize, concurrency: usize) -> Result<Value, String> {
+    let before = ctx.rss_kib();
+    let started = Instant::now();
+    let mut idle = Vec::with_capacity(sockets);
+    let mut next = 0;
+    while next < sockets {
+        let batch: Vec<usize> = (next..(next + concurrency).min(sockets)).collect();
+        next += batch.len();
+        let conns = futures_util::future::join_all(batch.iter().map(|i| {
+            // Half hosts, half guests: both connect-time resync paths.
+            let role = if i % 2 == 0 { "doctor" } else { "patient" };
+            let token = ctx.token(&format!("{}-c{i}", ctx.run), role);
+            let ws = ctx.ws.clone();
+            async move { Conn::connect(&ws, &token).await }
+        }))
+        .await;
+        for c in conns {
+            idle.push(tokio::task::spawn_local(c?.idle()));
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Let the server settle (its connect handlers run after CONNECT).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = ctx.rss_kib();
+    for t in &idle {
+        t.abort();
+    }
+    let per_socket = match (before, after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / sockets as f64),
+        _ => None,
+    };
+    Ok(json!({
+        "sockets": sockets,
+        "seconds": round(elapsed),
+        "connects_per_sec": round(sockets as f64 / elapsed),
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "kib_per_socket": per_socket.map(round),
+    }))
+}
+
+// ---- relay -------------------------------------------------------------------
+
+struct PairStats {
+    received: AtomicU64,
+    notify: Notify,
+}
+
+async fn relay_scenario(
+    ctx: &Rc<Ctx>,
+    pairs: usize,
+    rate: u64,
+    seconds: u64,
+    window: u64,
+) -> Result<Value, String> {
+    let tag = format!("r{rate}");
+    let rooms = ctx.create_calls(&tag, pairs).await?;
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for (i, room) in rooms.iter().enumerate() {
+        let (d, p) = ctx.pair(&tag, i);
+        let mut doctor = Conn::connect(&ctx.ws, &ctx.token(&d, "doctor")).await?;
+        let mut patient = Conn::connect(&ctx.ws, &ctx.token(&p, "patient")).await?;
+        let join = json!({ "roomId": room }).to_string();
+        for c in [&mut doctor, &mut patient] {
+            let ack = c.request("webrtc:join_room", &join).await?;
+            if !ack.contains("\"ok\":true") {
+                return Err(format!("join refused: {ack}"));
+            }
+        }
+        senders.push((doctor, room.clone()));
+        receivers.push(patient);
+    }
+    // Let presence events drain before measuring.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let warmup = Duration::from_secs(1);
+    let measure = Duration::from_secs(seconds);
+    let start = Instant::now();
+    let window_start = ctx.micros() + warmup.as_micros() as u64;
+    let window_end = window_start + measure.as_micros() as u64;
+    let stop_at = start + warmup + measure;
+
+    let mut tasks = Vec::new();
+    let mut samples_tasks = Vec::new();
+    let per_sender_interval = if rate > 0 {
+        Some(Duration::from_secs_f64(pairs as f64 / rate as f64))
+    } else {
+        None
+    };
+    for (i, ((doctor, room), patient)) in senders.into_iter().zip(receivers).enumerate() {
+        let stats = Arc::new(PairStats {
+            received: AtomicU64::new(0),
+            notify: Notify::new(),
+        });
+        let offset = per_sender_interval.map(|iv| iv.mul_f64(i as f64 / pairs as f64));
+        tasks.push(tokio::task::spawn_local(send_loop(
+            ctx.clone(),
+            doctor,
+            room,
+            stats.clone(),
+            stop_at,
+            per_sender_interval.zip(offset),
+            window,
+        )));
+        samples_tasks.push(tokio::task::spawn_local(receive_loop(
+            ctx.clone(),
+            patient,
+            stats,
+            (window_start, window_end),
+            stop_at + Duration::from_millis(500),
+        )));
+    }
+    let mut sent = 0;
+    for t in tasks {
+        sent += t.await.map_err(|e| e.to_string())??;
+    }
+    let mut samples = Vec::new();
+    for t in samples_tasks {
+        samples.extend(t.await.map_err(|e| e.to_string())?);
+    }
+    let delivered = samples.len();
+    let p = percentiles(&mut samples);
+    Ok(json!({
+        "pairs": pairs,
+        "target_rate": rate,
+        "seconds": seconds,
+        "sent_total": sent,
+        "delivered_in_window": delivered,
+        "delivered_per_sec": round(delivered as f64 / measure.as_secs_f64()),
+        "p50_ms": round3(p.p50),
+        "p99_ms": round3(p.p99),
+        "p999_ms": round3(p.p999),
+        "max_ms": round3(p.max),
+    }))
+}
+
+/// A realistic host candidate; the send time rides in `t` (µs since start).
+fn candidate(room: &str, t: u64) -> String {
+    format!(
+        "42[\"webrtc:ice_candidate\",{{\"roomId\":\"{room}\",\"candidate\":{{\"candidate\":\"candidate:842163049 1 udp 1677729535 192.168.1.20 54321 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag sXbM network-cost 999\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}},\"t\":{t}}}]"
+    )
+}
+
+async fn send_loop(
+    ctx: Rc<Ctx>,
+    conn: Conn,
+    room: String,
+    stats: Arc<PairStats>,
+    stop_at: Instant,
+    paced: Option<(Duration, Duration)>,
+    window: u64,
+) -> Result<u64, String> {
+    let (mut sink, mut stream) = conn.ws.split();
+    // The sender's own socket receives only pings and presence: drain them.
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let reader = tokio::task::spawn_local(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            if let Message::Text(t) = m
+                && t.as_str() == "2"
+            {
+                let _ = pong_tx.send(());
+            }
+        }
+    });
+    let mut sent: u64 = 0;
+    let result = async {
+        match paced {
+            Some((interval, offset)) => {
+                let first = tokio::time::Instant::now() + offset;
+                let mut tick = tokio::time::interval_at(first, interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                while Instant::now() < stop_at {
+                    tick.tick().await;
+                    while pong_rx.try_recv().is_ok() {
+                        sink.feed(Message::text("3")).await.map_err(|e| e.to_string())?;
+                    }
+                    sink.send(Message::text(candidate(&room, ctx.micros())))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    sent += 1;
+                }
+            }
+            None => {
+                while Instant::now() < stop_at {
+                    let in_flight = sent.saturating_sub(stats.received.load(Ordering::Relaxed));
+                    if in_flight >= window {
+                        let notified = stats.notify.notified();
+                        if sent.saturating_sub(stats.received.load(Ordering::Relaxed)) >= window {
+                            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+                        }
+                        continue;
+                    }
+                    while pong_rx.try_recv().is_ok() {
+                        sink.feed(Message::text("3")).await.map_err(|e| e.to_string())?;
+                    }
+                    for _ in in_flight..window {
+                        sink.feed(Message::text(candidate(&room, ctx.micros())))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        sent += 1;
+                    }
+                    sink.flush().await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    reader.abort();
+    result.map(|()| sent)
+}
+
+async fn receive_loop(
+    ctx: Rc<Ctx>,
+    conn: Conn,
+    stats: Arc<PairStats>,
+    (from, to): (u64, u64),
+    until: Instant,
+) -> Vec<u64> {
+    let mut ws = conn.ws;
+    let mut samples = Vec::new();
+    let deadline = tokio::time::Instant::from_std(until);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Message::Text(t) = m else { continue };
+        let t = t.as_str();
+        if t == "2" {
+            let _ = ws.send(Message::text("3")).await;
+            continue;
+        }
+        if !t.starts_with("42[\"webrtc:ice_candidate\"") {
+            continue;
+        }
+        let now = ctx.micros();
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        stats.notify.notify_one();
+        if let Some(sent) = t
+            .find(",\"t\":")
+            .map(|i| &t[i + 5..])
+            .and_then(|rest| rest.split([',', '}']).next())
+            .and_then(|n| n.parse::<u64>().ok())
+            && sent >= from
+            && sent < to
+        {
+            samples.push(now.saturating_sub(sent));
+        }
+    }
+    samples
+}
+
+// ---- setup -------------------------------------------------------------------
+
+const SDP: &str = "v=0\\r\\no=- 4611731400430051336 2 IN IP4 127.0.0.1\\r\\ns=-\\r\\nt=0 0\\r\\na=group:BUNDLE 0 1\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\\r\\nc=IN IP4 0.0.0.0\\r\\na=ice-ufrag:sXbM\\r\\na=ice-pwd:7VzBrJ5xAPUfYAXWkAS1aTfq\\r\\na=fingerprint:sha-256 5B:D3:8E:66:0E:7D:D3:F3:8E:E6:80:28:19:FC:55:AD:58:5D:B9:1D:72:41:C3:D0:2F:12:28:A4:CE:43:1B:3A\\r\\na=setup:actpass\\r\\na=mid:0\\r\\na=sendrecv\\r\\na=rtcp-mux\\r\\na=rtpmap:111 opus/48000/2\\r\\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\\r\\nc=IN IP4 0.0.0.0\\r\\na=mid:1\\r\\na=sendrecv\\r\\na=rtpmap:96 VP8/90000\\r\\n";
+
+async fn setup_one(ctx: &Ctx, room: &str, d: &str, p: &str) -> Result<(u64, Conn, Conn), String> {
+    let t0 = Instant::now();
+    let (dt, pt) = (ctx.token(d, "doctor"), ctx.token(p, "patient"));
+    let (doctor, patient) = tokio::join!(Conn::connect(&ctx.ws, &dt), Conn::connect(&ctx.ws, &pt));
+    let (mut doctor, mut patient) = (doctor?, patient?);
+    let join = json!({ "roomId": room }).to_string();
+    let (a, b) = tokio::join!(
+        doctor.request("webrtc:join_room", &join),
+        patient.request("webrtc:join_room", &join),
+    );
+    for ack in [a?, b?] {
+        if !ack.contains("\"ok\":true") {
+            return Err(format!("join refused: {ack}"));
+        }
+    }
+    let offer = format!(
+        "42[\"webrtc:offer\",{{\"roomId\":\"{room}\",\"offer\":{{\"type\":\"offer\",\"sdp\":\"{SDP}\"}}}}]"
+    );
+    let answer = format!(
+        "42[\"webrtc:answer\",{{\"roomId\":\"{room}\",\"answer\":{{\"type\":\"answer\",\"sdp\":\"{SDP}\"}}}}]"
+    );
+    doctor.send(offer).await?;
+    patient.expect("webrtc:offer").await?;
+    patient.send(answer).await?;
+    doctor.expect("webrtc:answer").await?;
+    let took = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+    Ok((took, doctor, patient))
+}
+
+async fn setup_scenario(ctx: &Rc<Ctx>, pairs: usize, rate: u64) -> Result<Value, String> {
+    let tag = "s";
+    let rooms = ctx.create_calls(tag, pairs).await?;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(pairs);
+    for (i, room) in rooms.into_iter().enumerate() {
+        tick.tick().await;
+        let ctx = ctx.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            let (d, p) = ctx.pair(tag, i);
+            setup_one(&ctx, &room, &d, &p).await
+        }));
+    }
+    let mut samples = Vec::with_capacity(pairs);
+    let mut open = Vec::with_capacity(pairs * 2);
+    for t in tasks {
+        let (took, d, p) = t.await.map_err(|e| e.to_string())??;
+        samples.push(took);
+        open.push(d);
+        open.push(p);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(open);
+    let p = percentiles(&mut samples);
+    Ok(json!({
+        "pairs": pairs,
+        "target_rate": rate,
+        "achieved_rate": round(pairs as f64 / elapsed),
+        "p50_ms": round3(p.p50),
+        "p99_ms": round3(p.p99),
+        "max_ms": round3(p.max),
+    }))
+}
+
+// ---- report ------------------------------------------------------------------
+
+fn round(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+fn print_table(results: &serde_json::Map<String, Value>) {
+    println!("{:<28} {:>14} {:>10} {:>10} {:>10}", "measure", "rate", "p50 ms", "p99 ms", "p999 ms");
+    for (name, r) in results {
+        let rate = r
+            .get("connects_per_sec")
+            .or_else(|| r.get("delivered_per_sec"))
+            .or_else(|| r.get("achieved_rate"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let cell = |k: &str| r.get(k).map_or("-".to_owned(), Value::to_string);
+        println!(
+            "{:<28} {:>14} {:>10} {:>10} {:>10}",
+            name,
+            rate.to_string(),
+            cell("p50_ms"),
+            cell("p99_ms"),
+            cell("p999_ms")
+        );
+        if let Some(k) = r.get("kib_per_socket") {
+            println!("{:<28} {:>14}", "  server KiB per socket", k.to_string());
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let ctx = Rc::new(Ctx {
+        ws: ws_url(&cli.url),
+        url: cli.url.trim_end_matches('/').to_owned(),
+        secret: cli.secret,
+        pid: cli.server_pid,
+        run: cli.run_id.unwrap_or_else(|| {
+            format!(
+                "lg{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            )
+        }),
+        http: reqwest::Client::new(),
+        epoch: Instant::now(),
+    });
+    let mut results = serde_json::Map::new();
+    let scenarios = match cli.scenario {
+        Scenario::All => vec![
+            Scenario::Connect {
+                sockets: 10_000,
+                concurrency: 100,
+            },
+            Scenario::Relay {
+                pairs: 100,
+                rate: 0,
+                seconds: 5,
+                window: 64,
+            },
+            Scenario::Relay {
+                pairs: 100,
+                rate: 20_000,
+                seconds: 5,
+                window: 64,
+            },
+            Scenario::Setup {
+                pairs: 1000,
+                rate: 100,
+            },
+        ],
+        one => vec![one],
+    };
+    for s in scenarios {
+        let (name, r) = match s {
+            Scenario::Connect {
+                sockets,
+                concurrency,
+            } => (
+                format!("connect {sockets} sockets"),
+                connect_scenario(&ctx, sockets, concurrency).await?,
+            ),
+            Scenario::Relay {
+                pairs,
+                rate,
+                seconds,
+                window,
+            } => (
+                if rate == 0 {
+                    format!("relay {pairs} pairs saturated")
+                } else {
+                    format!("relay {pairs} pairs {rate}/s")
+                },
+                relay_scenario(&ctx, pairs, rate, seconds, window).await?,
+            ),
+            Scenario::Setup { pairs, rate } => (
+                format!("setup {pairs} pairs {rate}/s"),
+                setup_scenario(&ctx, pairs, rate).await?,
+            ),
+            Scenario::All => continue,
+        };
+        eprintln!("{name}: {r}");
+        results.insert(name, r);
+        // Closed sockets and their rooms go before the next measure.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    print_table(&results);
+    println!("{}", Value::Object(results));
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // One thread: the generator is pinned to one core next to the server's.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("consultd-loadgen: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    match local.block_on(&rt, run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("consultd-loadgen: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
