@@ -406,8 +406,16 @@ async fn receive_loop(
 ) -> Vec<u64> {
     let mut ws = conn.ws;
     let mut samples = Vec::new();
-    let deadline = tokio::time::Instant::from_std(until);
-    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+    // One timer for the whole loop, not one per message.
+    let deadline = tokio::time::sleep_until(tokio::time::Instant::from_std(until));
+    tokio::pin!(deadline);
+    loop {
+        let m = tokio::select! {
+            biased;
+            m = ws.next() => m,
+            () = &mut deadline => break,
+        };
+        let Some(Ok(m)) = m else { break };
         let Message::Text(t) = m else { continue };
         let t = t.as_str();
         if t == "2" {

@@ -96,7 +96,7 @@ pub const DEFAULT_EVENT_BURST: u32 = 200;
 pub const DEFAULT_REPLAY_MAX_MESSAGES: usize = 64;
 pub const DEFAULT_REPLAY_MAX_BYTES: usize = 256 * 1024;
 pub const DEFAULT_SOCKET_BUFFER: usize = 1024;
-pub const DEFAULT_WS_READ_BUFFER: usize = 4096;
+pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 

@@ -266,6 +266,34 @@ impl CallRepo {
             .transpose()
     }
 
+    /// Every call a signaling room key could name, in one round trip: by
+    /// id, by `room_id`, or the live direct call holding it as its
+    /// `appointment_id` (at most one of each: all three are unique).
+    pub async fn room_candidates<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+    ) -> Result<Vec<CallRecord>, RepoError> {
+        Entity::find()
+            .filter(
+                Condition::any()
+                    .add(Column::Id.eq(key))
+                    .add(Column::RoomId.eq(key))
+                    .add(
+                        Condition::all()
+                            .add(Column::Kind.eq(CallKind::Direct.as_str()))
+                            .add(Column::AppointmentId.eq(key))
+                            .add(Column::Status.is_in(live())),
+                    ),
+            )
+            .limit(3)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(CallRecord::try_from)
+            .collect()
+    }
+
     /// The call a signaling room names (room ids are unique), any status.
     pub async fn find_by_room<C: ConnectionTrait>(
         &self,

@@ -1,7 +1,7 @@
 //! Who may enter a signaling room (CONTRACT §3). Decided once, at join;
 //! the relay after that never asks the database again.
 
-use consultd_domain::{CallId, CallKind, CallStatus, Principal};
+use consultd_domain::{CallId, CallKind, CallOrigin, CallStatus, Principal};
 use consultd_persistence::{CallRecord, CallRepo};
 
 use super::consult::ConsultService;
@@ -36,17 +36,19 @@ impl ConsultService {
         if p.is_admin() {
             return Err(ApiError::forbidden("admins do not join rooms"));
         }
-        let conn = self.db().conn();
-        let mut record = CallRepo
-            .find(conn, room)
-            .await?
-            .filter(|r| r.origin.kind().is_call());
-        if record.is_none() {
-            record = CallRepo.find_by_room(conn, room).await?;
-        }
-        if record.is_none() {
-            record = CallRepo.live_for_appointment(conn, room).await?;
-        }
+        let found = CallRepo.room_candidates(self.db().conn(), room).await?;
+        // Precedence: a call's own id, then a `room_id`, then an
+        // `appointment_id` (a session's id is not a room).
+        let record = found
+            .iter()
+            .find(|r| r.call.id.as_str() == room && r.origin.kind().is_call())
+            .or_else(|| found.iter().find(|r| r.room_id == room))
+            .or_else(|| {
+                found.iter().find(|r| {
+                    matches!(&r.origin, CallOrigin::Direct { appointment_id } if appointment_id.as_str() == room)
+                })
+            })
+            .cloned();
         let record = record
             .filter(|r| r.call.side_of(&p.user_id).is_some() && joinable(r))
             .ok_or_else(refused)?;
