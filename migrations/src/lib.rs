@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 pub mod m20261121_000001_create_audit_logs;
 pub mod m20261121_000002_create_consultation;
 pub mod m20261121_000003_call_kinds;
+pub mod m20261121_000004_invitee_indexes;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_audit_logs::Migration),
             Box::new(m20261121_000002_create_consultation::Migration),
             Box::new(m20261121_000003_call_kinds::Migration),
+            Box::new(m20261121_000004_invitee_indexes::Migration),
         ]
     }
 }

@@ -359,7 +359,9 @@ async fn send_loop(
                 while Instant::now() < stop_at {
                     tick.tick().await;
                     while pong_rx.try_recv().is_ok() {
-                        sink.feed(Message::text("3")).await.map_err(|e| e.to_string())?;
+                        sink.feed(Message::text("3"))
+                            .await
+                            .map_err(|e| e.to_string())?;
                     }
                     sink.send(Message::text(candidate(&room, ctx.micros())))
                         .await
@@ -373,12 +375,15 @@ async fn send_loop(
                     if in_flight >= window {
                         let notified = stats.notify.notified();
                         if sent.saturating_sub(stats.received.load(Ordering::Relaxed)) >= window {
-                            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+                            let _ =
+                                tokio::time::timeout(Duration::from_millis(100), notified).await;
                         }
                         continue;
                     }
                     while pong_rx.try_recv().is_ok() {
-                        sink.feed(Message::text("3")).await.map_err(|e| e.to_string())?;
+                        sink.feed(Message::text("3"))
+                            .await
+                            .map_err(|e| e.to_string())?;
                     }
                     for _ in in_flight..window {
                         sink.feed(Message::text(candidate(&room, ctx.micros())))
@@ -523,7 +528,10 @@ fn round3(v: f64) -> f64 {
 }
 
 fn print_table(results: &serde_json::Map<String, Value>) {
-    println!("{:<28} {:>14} {:>10} {:>10} {:>10}", "measure", "rate", "p50 ms", "p99 ms", "p999 ms");
+    println!(
+        "{:<28} {:>14} {:>10} {:>10} {:>10}",
+        "measure", "rate", "p50 ms", "p99 ms", "p999 ms"
+    );
     for (name, r) in results {
         let rate = r
             .get("connects_per_sec")

@@ -21,8 +21,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use axum::http::{HeaderValue, Request};
+use axum::serve::ListenerExt;
 use consultd_persistence::Db;
 use socketioxide::SocketIo;
 use tokio::sync::oneshot;

@@ -341,28 +341,30 @@ impl CallRepo {
         user_id: &str,
         now: Timestamp,
     ) -> Result<Option<CallRecord>, RepoError> {
-        let invitee = Condition::any()
-            .add(
-                Condition::all()
-                    .add(Column::Inviter.eq(side_str(Side::Host)))
-                    .add(Column::GuestId.eq(user_id)),
-            )
-            .add(
-                Condition::all()
-                    .add(Column::Inviter.eq(side_str(Side::Guest)))
-                    .add(Column::HostId.eq(user_id)),
-            );
-        Entity::find()
-            .filter(Column::Status.eq(CallStatus::Invited.as_str()))
-            .filter(Column::ExpiresAt.gt(now))
-            .filter(calls_only())
-            .filter(invitee)
-            .order_by_desc(Column::CreatedAt)
-            .order_by_desc(Column::Id)
-            .one(db)
-            .await?
-            .map(CallRecord::try_from)
-            .transpose()
+        // One seek per side (the invitee is the guest of a host's call or
+        // the host of a guest's call); an OR of both is not planned as two
+        // seeks by SQLite without statistics.
+        let mut newest: Option<call_session::Model> = None;
+        for (inviter, invitee) in [(Side::Host, Column::GuestId), (Side::Guest, Column::HostId)] {
+            let found = Entity::find()
+                .filter(invitee.eq(user_id))
+                .filter(Column::Status.eq(CallStatus::Invited.as_str()))
+                .filter(Column::ExpiresAt.gt(now))
+                .filter(Column::Inviter.eq(side_str(inviter)))
+                .filter(calls_only())
+                .order_by_desc(Column::CreatedAt)
+                .order_by_desc(Column::Id)
+                .one(db)
+                .await?;
+            if let Some(m) = found
+                && newest
+                    .as_ref()
+                    .is_none_or(|n| (&m.created_at, &m.id) > (&n.created_at, &n.id))
+            {
+                newest = Some(m);
+            }
+        }
+        newest.map(CallRecord::try_from).transpose()
     }
 
     /// The user's live call (queue or direct) on the given side, if any.
