@@ -37,6 +37,19 @@ async fn direct_call(app: &TestApp, doctor: &str, patient: &str) -> Call {
     }
 }
 
+/// A live call whose doctor and patient have both joined its room, with
+/// everything they were told so far drained.
+async fn in_room(app: &TestApp, doctor: &str, patient: &str) -> (Call, SioClient, SioClient) {
+    let call = direct_call(app, doctor, patient).await;
+    let mut d = app.connect(&call.doctor).await;
+    let mut p = app.connect(&call.patient).await;
+    join(&mut d, &call.room).await;
+    join(&mut p, &call.room).await;
+    d.drain(QUIET).await;
+    p.drain(QUIET).await;
+    (call, d, p)
+}
+
 async fn join(c: &mut SioClient, room: &str) -> Value {
     c.emit_ack("webrtc:join_room", json!({ "roomId": room }))
         .await
@@ -273,13 +286,7 @@ async fn replay_is_bounded_in_count_and_bytes() {
 #[tokio::test]
 async fn to_targets_one_user_and_unknown_targets_are_not_found() {
     let app = TestApp::spawn().await;
-    let call = direct_call(&app, "d1", "p1").await;
-    let mut doctor = app.connect(&call.doctor).await;
-    let mut patient = app.connect(&call.patient).await;
-    join(&mut doctor, &call.room).await;
-    join(&mut patient, &call.room).await;
-    doctor.drain(QUIET).await;
-    patient.drain(QUIET).await;
+    let (call, mut doctor, mut patient) = in_room(&app, "d1", "p1").await;
 
     let ack = doctor
         .emit_ack(
@@ -314,11 +321,7 @@ async fn to_targets_one_user_and_unknown_targets_are_not_found() {
 #[tokio::test]
 async fn strangers_are_forbidden_and_receive_nothing() {
     let app = TestApp::spawn().await;
-    let call = direct_call(&app, "d1", "p1").await;
-    let mut doctor = app.connect(&call.doctor).await;
-    let mut patient = app.connect(&call.patient).await;
-    join(&mut doctor, &call.room).await;
-    join(&mut patient, &call.room).await;
+    let (call, mut doctor, mut patient) = in_room(&app, "d1", "p1").await;
 
     let mut strangers = vec![
         app.connect(&app.token("d2", "doctor")).await,
@@ -548,11 +551,7 @@ async fn presence_is_by_user_two_tabs_are_one_presence() {
 #[tokio::test]
 async fn when_the_call_ends_its_sockets_leave_the_room() {
     let app = TestApp::spawn().await;
-    let call = direct_call(&app, "d1", "p1").await;
-    let mut doctor = app.connect(&call.doctor).await;
-    let mut patient = app.connect(&call.patient).await;
-    join(&mut doctor, &call.room).await;
-    join(&mut patient, &call.room).await;
+    let (call, mut doctor, mut patient) = in_room(&app, "d1", "p1").await;
     doctor.emit("webrtc:offer", json!({ "roomId": call.room, "offer": 1 }));
     patient.expect_event("webrtc:offer").await;
     assert_eq!(app.server().state().rooms.len(), 1);
@@ -659,12 +658,7 @@ async fn oversized_events_are_too_large_and_floods_are_rate_limited() {
         c.event_burst = 50;
     })
     .await;
-    let call = direct_call(&app, "d1", "p1").await;
-    let mut doctor = app.connect(&call.doctor).await;
-    let mut patient = app.connect(&call.patient).await;
-    join(&mut doctor, &call.room).await;
-    join(&mut patient, &call.room).await;
-    patient.drain(QUIET).await;
+    let (call, mut doctor, mut patient) = in_room(&app, "d1", "p1").await;
 
     let big = "x".repeat(65 * 1024);
     let ack = doctor
@@ -732,16 +726,10 @@ async fn a_flooding_socket_does_not_slow_a_quiet_pair() {
         c.event_burst = 2000;
     })
     .await;
-    let quiet = direct_call(&app, "d1", "p1").await;
+    let (quiet, mut qa, mut qb) = in_room(&app, "d1", "p1").await;
     let loud = direct_call(&app, "d2", "p2").await;
-    let mut qa = app.connect(&quiet.doctor).await;
-    let mut qb = app.connect(&quiet.patient).await;
-    join(&mut qa, &quiet.room).await;
-    join(&mut qb, &quiet.room).await;
     let mut victim = app.connect(&loud.patient).await;
     join(&mut victim, &loud.room).await;
-    qa.drain(QUIET).await;
-    qb.drain(QUIET).await;
 
     round_trips(&mut qa, &mut qb, &quiet.room, 50).await; // warm up
     let before = round_trips(&mut qa, &mut qb, &quiet.room, 200).await;
