@@ -321,7 +321,7 @@ async fn to_targets_one_user_and_unknown_targets_are_not_found() {
 #[tokio::test]
 async fn strangers_are_forbidden_and_receive_nothing() {
     let app = TestApp::spawn().await;
-    let (call, mut doctor, mut patient) = in_room(&app, "d1", "p1").await;
+    let (call, doctor, mut patient) = in_room(&app, "d1", "p1").await;
 
     let mut strangers = vec![
         app.connect(&app.token("d2", "doctor")).await,
