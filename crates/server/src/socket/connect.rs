@@ -69,12 +69,14 @@ pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
         .pending_invitation(&ctx.principal.user_id)
         .await
     {
-        Ok(Some(call)) => {
+        // Newer ones were pushed to this socket live (it was already in its
+        // user room); re-sending them would deliver them twice.
+        Ok(Some(call)) if call.created_at <= ctx.joined_at => {
             if let Err(e) = socket.emit("call_invitation", &call) {
                 tracing::debug!(error = %e, "invitation resync not sent");
             }
         }
-        Ok(None) => {}
+        Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "invitation resync failed"),
     }
     if ctx.principal.is_host() {
@@ -85,7 +87,11 @@ pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
         {
             Ok(pending) => {
                 // Oldest first, as they arrived.
-                for session in pending.iter().rev() {
+                for session in pending
+                    .iter()
+                    .rev()
+                    .filter(|s| s.created_at <= ctx.joined_at)
+                {
                     if let Err(e) = socket.emit("session:incoming", session) {
                         tracing::debug!(error = %e, "session resync not sent");
                     }

@@ -73,6 +73,9 @@ pub(crate) struct SocketCtx {
     /// `socket.id` as text, for `fromSocketId`.
     pub(crate) sid: String,
     pub(crate) span: tracing::Span,
+    /// When the socket joined its user room: pushes made after this reach
+    /// it live, so the connect-time resync re-sends only what is older.
+    pub(crate) joined_at: consultd_domain::Timestamp,
     pub(crate) joined: Mutex<JoinedRooms>,
     bucket: Mutex<TokenBucket>,
     lane: Mutex<Lane>,
@@ -96,6 +99,7 @@ impl SocketCtx {
             socket_id: sid,
             sid: sid.to_string(),
             span,
+            joined_at: crate::service::now(),
             joined: Mutex::new(JoinedRooms::default()),
             bucket: Mutex::new(bucket),
             lane: Mutex::new(Lane::default()),
