@@ -361,18 +361,12 @@ fn admit(
     }
     if change == Joined::FirstConnection {
         let role = ctx.principal.role.as_str();
-        to_others(&s, me, |alias| {
-            (
-                "webrtc:peer_joined",
-                json!({ "roomId": alias, "userId": me.as_str(), "role": role }),
-            )
-        });
-        to_others(&s, me, |alias| {
-            (
-                "presence:join",
-                json!({ "roomId": alias, "userId": me.as_str(), "role": role }),
-            )
-        });
+        to_others(
+            &s,
+            me,
+            &["webrtc:peer_joined", "presence:join"],
+            |alias| json!({ "roomId": alias, "userId": me.as_str(), "role": role }),
+        );
     }
     if change != Joined::Again {
         presence_sync(&s);
@@ -381,11 +375,14 @@ fn admit(
     Ok(())
 }
 
-/// To every socket of everyone but `me`, in the room spelling each joined with.
-fn to_others(s: &RoomState, me: &UserId, event: impl Fn(&str) -> (&'static str, Json)) {
+/// `events`, in order and with one body, to every socket of everyone but
+/// `me`, in the room spelling each joined with.
+fn to_others(s: &RoomState, me: &UserId, events: &[&'static str], body: impl Fn(&str) -> Json) {
     for peer in s.room.others(me).flat_map(|m| &m.sockets) {
-        let (name, body) = event(&peer.alias);
-        send(&peer.socket, name, &body);
+        let body = body(&peer.alias);
+        for event in events {
+            send(&peer.socket, event, &body);
+        }
     }
 }
 
@@ -453,18 +450,12 @@ fn leave_room(ctx: &SocketCtx, room: &SignalRoom) {
         return;
     };
     if left == Left::LastConnection {
-        to_others(&s, &user, |alias| {
-            (
-                "webrtc:peer_left",
-                json!({ "roomId": alias, "userId": user.as_str() }),
-            )
-        });
-        to_others(&s, &user, |alias| {
-            (
-                "presence:leave",
-                json!({ "roomId": alias, "userId": user.as_str() }),
-            )
-        });
+        to_others(
+            &s,
+            &user,
+            &["webrtc:peer_left", "presence:leave"],
+            |alias| json!({ "roomId": alias, "userId": user.as_str() }),
+        );
     }
     presence_sync(&s);
     tracing::debug!(call = %room.call_id, ?left, "left signaling room");
