@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod call;
+pub mod chat;
 pub mod direct;
 pub mod identity;
 pub mod ids;
@@ -20,6 +21,10 @@ pub mod transition;
 pub mod tutoring;
 
 pub use call::{Busy, Call, CallCommand, CallError, CallStatus, Party, Side};
+pub use chat::{
+    ChatDuration, ChatError, ChatSession, ChatSide, ChatStatus, Concern, ContentError,
+    MessageContent,
+};
 pub use direct::{AppointmentId, DirectError, DirectStart, start_direct_call};
 pub use identity::{Principal, Role, RoleClass, RoleMap, RoleMapError, UserId};
 pub use ids::{CallId, EntryId, ScheduleId};
