@@ -7,6 +7,7 @@ pub mod m20261121_000001_create_audit_logs;
 pub mod m20261121_000002_create_consultation;
 pub mod m20261121_000003_call_kinds;
 pub mod m20261121_000004_invitee_indexes;
+pub mod m20261121_000005_chat;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_create_consultation::Migration),
             Box::new(m20261121_000003_call_kinds::Migration),
             Box::new(m20261121_000004_invitee_indexes::Migration),
+            Box::new(m20261121_000005_chat::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ pub use db::{Backend, Db, MigrationState, WriteTxn};
 pub use error::RepoError;
 pub use repo::audit::{AuditEntry, AuditRepo, NewAuditEntry};
 pub use repo::call::{CallRecord, CallRepo, SessionFilter};
+pub use repo::chat::{ChatMessage, ChatRepo, ChatScope};
 pub use repo::queue::QueueRepo;
 pub use repo::schedule::ScheduleRepo;
 pub use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};

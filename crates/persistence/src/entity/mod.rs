@@ -2,5 +2,8 @@
 
 pub mod audit_log;
 pub mod call_session;
+pub mod chat_message;
+pub mod chat_read_marker;
+pub mod chat_session;
 pub mod queue_entry;
 pub mod schedule;

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod call;
+pub mod chat;
 pub mod queue;
 pub mod schedule;
 
