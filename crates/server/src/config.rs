@@ -151,8 +151,9 @@ pub struct Config {
     /// Seconds before an unanswered tutoring session request expires.
     #[arg(long = "session-ttl", env = "SESSION_TTL_SECS", default_value_t = DEFAULT_SESSION_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub session_ttl_secs: u64,
-    /// Default length of a chat session, in seconds.
-    #[arg(long = "chat-duration", env = "CHAT_DURATION_SECS", default_value_t = DEFAULT_CHAT_DURATION_SECS, global = true)]
+    /// Default length of a chat session once live, in seconds (a request's
+    /// `duration_minutes` overrides it).
+    #[arg(long = "chat-duration", env = "CHAT_DURATION_SECS", default_value_t = DEFAULT_CHAT_DURATION_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub chat_duration_secs: u64,
     /// Largest Socket.IO event accepted, in bytes; larger ones are answered `too_large`.
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES, global = true)]
@@ -269,6 +270,11 @@ impl Config {
     }
 
     /// What a signaling room keeps per sender for late joiners.
+    /// The default chat session length; the parser bounds it to a day.
+    pub fn chat_duration(&self) -> consultd_domain::ChatDuration {
+        consultd_domain::ChatDuration::from_secs_clamped(self.chat_duration_secs)
+    }
+
     pub fn replay_limits(&self) -> consultd_domain::ReplayLimits {
         consultd_domain::ReplayLimits {
             max_messages: self.replay_max_messages,

@@ -152,6 +152,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         timer,
         config.invite_ttl_secs,
         config.session_ttl_secs,
+        config.chat_duration(),
         rooms.clone(),
     );
     let state = AppState {

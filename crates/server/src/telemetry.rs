@@ -16,6 +16,8 @@ pub const CALL_TRANSITIONS: &str = "consultd_call_transitions_total";
 pub const HTTP_DURATION: &str = "consultd_http_request_duration_seconds";
 pub const RELAYED: &str = "consultd_signals_relayed_total";
 pub const RELAY_DROPPED: &str = "consultd_signals_dropped_total";
+pub const CHAT_TRANSITIONS: &str = "consultd_chat_transitions_total";
+pub const CHAT_MESSAGES: &str = "consultd_chat_messages_total";
 
 /// Installs the log subscriber. A second call (tests start several servers
 /// in one process) keeps the first subscriber.
@@ -75,6 +77,11 @@ fn describe() {
         RELAY_DROPPED,
         "Signaling messages not delivered: the receiver's send queue was full or closed"
     );
+    metrics::describe_counter!(
+        CHAT_TRANSITIONS,
+        "Chat session status changes, by new status"
+    );
+    metrics::describe_counter!(CHAT_MESSAGES, "Chat messages stored (resends not counted)");
     metrics::describe_histogram!(
         HTTP_DURATION,
         metrics::Unit::Seconds,

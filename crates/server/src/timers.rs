@@ -3,7 +3,7 @@
 //!
 //! Deadlines live in the database; this task only caches them. On start it
 //! reloads every pending one, so an invitation issued before a restart still
-//! expires on time. Firing twice is harmless: the service's transition is a
+//! expires on time, and a chat session live across a restart still ends on time. Firing twice is harmless: the service's transition is a
 //! compare-and-set, so exactly one expiry (and one `call_expired`) happens,
 //! even with several nodes running this timer.
 
@@ -19,6 +19,8 @@ use crate::service::ConsultService;
 pub enum Deadline {
     /// An invitation's `expiresAt`.
     CallExpiry(CallId),
+    /// A live chat session's `ends_at` (by session id).
+    ChatEnd(String),
 }
 
 /// The handle services use to add deadlines.

@@ -3,6 +3,7 @@
 //! one service function, map its result.
 
 mod body;
+mod chat;
 mod consult;
 mod health;
 mod me;
@@ -65,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sessions/{id}/reject", post(consult::reject_session))
         .route("/api/sessions/{id}/cancel", post(consult::cancel_session))
         .route("/api/sessions/{id}/end", post(consult::end_session))
+        .route("/api/chat-sessions", post(chat::create).get(chat::list))
+        .route("/api/chat-sessions/{id}", get(chat::one))
+        .route("/api/chat-sessions/{id}/accept", post(chat::accept))
+        .route("/api/chat-sessions/{id}/end", post(chat::end))
+        .route("/api/chat/{id}/messages", get(chat::history))
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(from_fn_with_state(state.clone(), limit_body))

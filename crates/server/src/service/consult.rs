@@ -11,9 +11,9 @@ use std::sync::atomic::AtomicI64;
 
 use chrono::Duration;
 use consultd_domain::{
-    Busy, CallCommand, CallError, CallId, CallKind, CallOrigin, CallStatus, EntryChange, EntryId,
-    Party, Principal, QueueEntry, QueueError, Schedule, ScheduleCommand, ScheduleId,
-    ScheduleStatus, Side, Slot, Status, Timestamp, Transition, TutoringStatus, UserId,
+    Busy, CallCommand, CallError, CallId, CallKind, CallOrigin, CallStatus, ChatDuration,
+    EntryChange, EntryId, Party, Principal, QueueEntry, QueueError, Schedule, ScheduleCommand,
+    ScheduleId, ScheduleStatus, Side, Slot, Status, Timestamp, Transition, TutoringStatus, UserId,
     start_queue_call,
 };
 use consultd_persistence::{
@@ -169,8 +169,10 @@ pub(super) struct Inner {
     /// The millisecond of the last `direct_session_<ms>` key made here, so
     /// this node never makes the same key twice.
     pub(super) last_key_ms: AtomicI64,
-    /// Signaling rooms, closed when their call ends.
+    /// Signaling rooms, closed when their call ends; chat rooms.
     pub(super) rooms: Arc<Rooms>,
+    /// How long a chat session (§7) runs unless its customer asks otherwise.
+    pub(super) chat_duration: ChatDuration,
 }
 
 fn seconds(secs: u64) -> Duration {
@@ -184,6 +186,7 @@ impl ConsultService {
         timer: Timer,
         invite_ttl_secs: u64,
         session_ttl_secs: u64,
+        chat_duration: ChatDuration,
         rooms: Arc<Rooms>,
     ) -> Self {
         Self {
@@ -196,6 +199,7 @@ impl ConsultService {
                 order: Sequencer::new(64),
                 last_key_ms: AtomicI64::new(0),
                 rooms,
+                chat_duration,
             }),
         }
     }
@@ -204,14 +208,17 @@ impl ConsultService {
         &self.inner.db
     }
 
-    /// Every pending deadline, for the timer's start.
+    /// Every pending deadline, for the timer's start: unanswered
+    /// invitations and live chat sessions.
     pub async fn deadlines(&self) -> Result<Vec<(Timestamp, Deadline)>, RepoError> {
-        Ok(CallRepo
+        let mut all: Vec<(Timestamp, Deadline)> = CallRepo
             .deadlines(self.db().conn())
             .await?
             .into_iter()
             .map(|(id, at)| (at, Deadline::CallExpiry(id)))
-            .collect())
+            .collect();
+        all.extend(self.chat_deadlines().await?);
+        Ok(all)
     }
 
     // ---- schedules -------------------------------------------------------
@@ -625,6 +632,14 @@ impl ConsultService {
                         .at(now() + Duration::seconds(1), Deadline::CallExpiry(id));
                 }
             }
+            Deadline::ChatEnd(id) => {
+                if let Err(e) = self.chat_timeout(&id).await {
+                    tracing::warn!(chat = %id, error = %e, "chat end failed; retrying in 1 s");
+                    self.inner
+                        .timer
+                        .at(now() + Duration::seconds(1), Deadline::ChatEnd(id));
+                }
+            }
         }
     }
 
@@ -953,7 +968,7 @@ pub(super) async fn commit(txn: WriteTxn) -> Result<(), ApiError> {
 }
 
 /// The audit row of a new entity (no `from` state).
-async fn record_creation(
+pub(super) async fn record_creation(
     txn: &DatabaseTransaction,
     actor: Option<&Principal>,
     action: &str,
@@ -968,7 +983,7 @@ async fn record_creation(
     Ok(())
 }
 
-async fn record_transition<S: Status>(
+pub(super) async fn record_transition<S: Status>(
     txn: &DatabaseTransaction,
     actor: Option<&Principal>,
     action: &str,

@@ -3,6 +3,7 @@
 //! transaction (compare-and-set + audit rows), commits, and only then tells
 //! the sockets. Handlers (REST or socket) call exactly one of them.
 
+pub mod chat;
 pub mod consult;
 mod direct;
 pub mod notify;

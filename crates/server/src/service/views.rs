@@ -2,8 +2,10 @@
 //! every timestamp as ISO-8601 UTC milliseconds.
 
 use consultd_domain::time::serde_millis;
-use consultd_domain::{EndReason, QueueEntry, Schedule, Status, Timestamp, TutoringStatus};
-use consultd_persistence::{AuditEntry, CallRecord};
+use consultd_domain::{
+    ChatSession, EndReason, QueueEntry, Schedule, Status, Timestamp, TutoringStatus,
+};
+use consultd_persistence::{AuditEntry, CallRecord, ChatMessage};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -295,6 +297,110 @@ mod opt_millis {
         match at {
             Some(at) => s.serialize_str(&format_timestamp(*at)),
             None => s.serialize_none(),
+        }
+    }
+}
+
+/// A chat session (CONTRACT §7): seed 004's row. The chat room id is the
+/// session id (`room_id` repeats it for clients that look for one).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChatSessionView {
+    pub id: String,
+    pub room_id: String,
+    pub customer_user_id: String,
+    pub mechanic_id: Option<String>,
+    pub status: &'static str,
+    pub concern: Option<String>,
+    /// How long it runs once live.
+    pub duration_minutes: f64,
+    #[serde(with = "serde_millis")]
+    pub created_at: Timestamp,
+    #[serde(with = "opt_millis")]
+    pub started_at: Option<Timestamp>,
+    #[serde(with = "opt_millis")]
+    pub ends_at: Option<Timestamp>,
+    #[serde(with = "opt_millis")]
+    pub ended_at: Option<Timestamp>,
+}
+
+/// Minutes as a number, exact to the millisecond.
+fn minutes(d: chrono::Duration) -> f64 {
+    // A day at most, so exact in an f64.
+    #[allow(clippy::cast_precision_loss)]
+    let ms = d.num_milliseconds() as f64;
+    ms / 60_000.0
+}
+
+impl From<&ChatSession> for ChatSessionView {
+    fn from(s: &ChatSession) -> Self {
+        Self {
+            id: s.id.clone(),
+            room_id: s.id.clone(),
+            customer_user_id: s.customer.to_string(),
+            mechanic_id: s.mechanic.as_ref().map(ToString::to_string),
+            status: s.status.as_str(),
+            concern: s.concern.as_ref().map(|c| c.as_str().to_owned()),
+            duration_minutes: minutes(s.duration.get()),
+            created_at: s.created_at,
+            started_at: s.started_at,
+            ends_at: s.ends_at,
+            ended_at: s.ended_at,
+        }
+    }
+}
+
+/// `session:status`: the contract's four fields, plus who took it and when
+/// it ended.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChatStatusView {
+    pub id: String,
+    pub status: &'static str,
+    #[serde(with = "opt_millis")]
+    pub started_at: Option<Timestamp>,
+    #[serde(with = "opt_millis")]
+    pub ends_at: Option<Timestamp>,
+    #[serde(with = "opt_millis")]
+    pub ended_at: Option<Timestamp>,
+    pub mechanic_id: Option<String>,
+}
+
+impl From<&ChatSession> for ChatStatusView {
+    fn from(s: &ChatSession) -> Self {
+        Self {
+            id: s.id.clone(),
+            status: s.status.as_str(),
+            started_at: s.started_at,
+            ends_at: s.ends_at,
+            ended_at: s.ended_at,
+            mechanic_id: s.mechanic.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// A chat message as `chat:new_message`, acks and history show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessageView {
+    pub id: String,
+    pub room_id: String,
+    pub sender_id: String,
+    pub sender_role: String,
+    pub content: String,
+    #[serde(with = "serde_millis")]
+    pub created_at: Timestamp,
+    pub client_message_id: Option<String>,
+}
+
+impl From<&ChatMessage> for ChatMessageView {
+    fn from(m: &ChatMessage) -> Self {
+        Self {
+            id: m.id.clone(),
+            room_id: m.room_id.clone(),
+            sender_id: m.sender_id.clone(),
+            sender_role: m.sender_role.clone(),
+            content: m.content.clone(),
+            created_at: m.created_at,
+            client_message_id: m.client_message_id.clone(),
         }
     }
 }

@@ -34,10 +34,11 @@ pub(super) async fn authenticate(
     }
     socket.extensions.insert(ctx.clone());
     socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone()));
+    let rooms = state.rooms.clone();
     socket.on_disconnect(async move |reason: DisconnectReason| {
         metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
         let _entered = ctx.span.enter();
-        signal::leave_all(&ctx);
+        signal::leave_all(&ctx, &rooms);
         tracing::info!(%reason, "socket disconnected");
     });
     Ok(())
@@ -52,8 +53,9 @@ fn identify(state: &AppState, socket: &SocketRef, auth: Value) -> Result<Princip
 
 /// Runs after CONNECT has been sent; nothing the client may send depends on
 /// it. Re-sends what the user must know now (CONTRACT §1: reconnection
-/// restores state): a still-live `call_invitation` and, for a teacher, each
-/// still-answerable `session:incoming`.
+/// restores state): a still-live `call_invitation`, the `session:status` of
+/// each chat session in progress, and, for a teacher, each still-answerable
+/// `session:incoming`.
 pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
     metrics::gauge!(SOCKETS_CONNECTED).increment(1.0);
     metrics::counter!(SOCKET_CONNECTIONS).increment(1);
@@ -78,6 +80,17 @@ pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "invitation resync failed"),
+    }
+    let resync = state
+        .consult
+        .resync_chat(&ctx.principal, ctx.joined_at, |status| {
+            if let Err(e) = socket.emit("session:status", status) {
+                tracing::debug!(error = %e, "chat status resync not sent");
+            }
+        })
+        .await;
+    if let Err(e) = resync {
+        tracing::warn!(error = %e, "chat status resync failed");
     }
     if ctx.principal.is_host() {
         match state

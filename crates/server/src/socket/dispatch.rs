@@ -19,7 +19,8 @@ use socketioxide::extract::AckSender;
 use socketioxide::handler::{FromMessageParts, MessageHandler, Value};
 use socketioxide::socket::{Sid, Socket};
 
-use super::rooms::SignalRoom;
+use super::chat::{self, ChatEvent};
+use super::rooms::{RoomKind, SignalRoom};
 use super::signal::{self, SignalEvent};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -38,6 +39,11 @@ pub const EVENTS: &[&str] = &[
     "webrtc_offer",
     "webrtc_answer",
     "webrtc_ice_candidate",
+    "chat:join_room",
+    "chat:send_message",
+    "chat:typing",
+    "chat:read",
+    "chat:leave_room",
 ];
 
 /// Events a socket may have waiting behind a slow one; more is flooding.
@@ -106,12 +112,12 @@ impl SocketCtx {
         }
     }
 
-    /// The room this socket joined as `alias`.
-    pub(crate) fn joined_room(&self, alias: &str) -> Option<Arc<SignalRoom>> {
+    /// The room of `kind` this socket joined as `alias`.
+    pub(crate) fn joined_room(&self, kind: RoomKind, alias: &str) -> Option<Arc<SignalRoom>> {
         lock(&self.joined)
             .rooms
             .iter()
-            .find(|(a, _)| &**a == alias)
+            .find(|(a, r)| r.kind == kind && &**a == alias)
             .map(|(_, r)| r.clone())
     }
 
@@ -198,16 +204,27 @@ async fn run_lane(ctx: Arc<SocketCtx>, state: AppState, s: Sock, first: Incoming
     }
 }
 
+/// The events with a handler of their own, by family.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Signal(SignalEvent),
+    Chat(ChatEvent),
+}
+
 /// A parsed event: its name and first argument, as the client wrote it.
 pub(crate) struct Incoming {
     name: String,
     payload: Box<RawValue>,
-    signal: Option<SignalEvent>,
+    route: Option<Route>,
 }
 
 impl Incoming {
     fn needs_task(&self) -> bool {
-        matches!(self.signal, Some(SignalEvent::Join { .. }))
+        match self.route {
+            Some(Route::Signal(SignalEvent::Join { .. })) => true,
+            Some(Route::Chat(chat)) => chat.needs_task(),
+            _ => false,
+        }
     }
 }
 
@@ -223,12 +240,19 @@ fn count(name: &str) {
 fn handle_inline(ctx: &SocketCtx, state: &AppState, event: Incoming, reply: Reply) {
     count(&event.name);
     let wants_ack = reply.wants_ack;
-    let result = match event.signal {
-        Some(SignalEvent::Relay { signal, legacy }) => {
+    let rooms = &state.rooms;
+    let result = match event.route {
+        Some(Route::Signal(SignalEvent::Relay { signal, legacy })) => {
             signal::relay(ctx, signal, legacy, &event.payload).map(Some)
         }
-        Some(SignalEvent::Leave) => signal::leave(ctx, &event.payload).map(Some),
-        Some(SignalEvent::Join { .. }) => unreachable_join(),
+        Some(Route::Signal(SignalEvent::Leave)) => {
+            signal::leave(ctx, rooms, RoomKind::Call, &event.payload).map(Some)
+        }
+        Some(Route::Chat(ChatEvent::Typing)) => chat::typing(ctx, &event.payload).map(Some),
+        Some(Route::Chat(ChatEvent::Leave)) => {
+            signal::leave(ctx, rooms, RoomKind::Chat, &event.payload).map(Some)
+        }
+        Some(Route::Signal(SignalEvent::Join { .. }) | Route::Chat(_)) => unreachable_slow(),
         None => handle_other(ctx, state, &event, wants_ack),
     };
     match result {
@@ -238,19 +262,29 @@ fn handle_inline(ctx: &SocketCtx, state: &AppState, event: Incoming, reply: Repl
     }
 }
 
-fn unreachable_join() -> Result<Option<Json>, ApiError> {
-    // Joins always take the slow path; answering here would skip the lane.
-    tracing::error!("a join reached the inline handler");
+fn unreachable_slow() -> Result<Option<Json>, ApiError> {
+    // Database-bound events always take the slow path; answering here
+    // would skip the lane.
+    tracing::error!("a database-bound event reached the inline handler");
     Err(ApiError::Internal)
 }
 
 async fn handle_slow(ctx: &SocketCtx, state: &AppState, s: &Sock, event: Incoming, reply: Reply) {
     count(&event.name);
-    match event.signal {
-        Some(SignalEvent::Join { legacy }) => {
-            signal::join(state, ctx, s, legacy, &event.payload, reply).await;
+    let answered = match event.route {
+        Some(Route::Signal(SignalEvent::Join { legacy })) => {
+            return signal::join(state, ctx, s, legacy, &event.payload, reply).await;
         }
-        _ => handle_inline(ctx, state, event, reply),
+        Some(Route::Chat(ChatEvent::Join)) => {
+            return chat::join(state, ctx, s, &event.payload, reply).await;
+        }
+        Some(Route::Chat(ChatEvent::Send)) => chat::send(state, ctx, &event.payload).await,
+        Some(Route::Chat(ChatEvent::Read)) => chat::read(state, ctx, &event.payload).await,
+        _ => return handle_inline(ctx, state, event, reply),
+    };
+    match answered {
+        Ok(body) => reply.ok(body),
+        Err(e) => reply.err(&e),
     }
 }
 
@@ -315,11 +349,13 @@ impl Dispatcher {
         let payload =
             serde_json::value::to_raw_value(parts.get(1).copied().unwrap_or(RawValue::NULL))
                 .map_err(|_| ApiError::bad_request("the event is not valid JSON"))?;
-        let signal = SignalEvent::parse(&name);
+        let route = SignalEvent::parse(&name)
+            .map(Route::Signal)
+            .or_else(|| ChatEvent::parse(&name).map(Route::Chat));
         Ok(Incoming {
             name,
             payload,
-            signal,
+            route,
         })
     }
 }

@@ -1,4 +1,7 @@
-//! The signaling rooms of this node: one per live call that someone joined.
+//! The rooms of this node: a signaling room per live call that someone
+//! joined (§3), and a chat room per chat session someone is in (§7). Both
+//! keep presence by user (the domain's [`Room`]); only signaling rooms keep
+//! messages for late joiners.
 //!
 //! Locks, and why there is no global one on the relay path: a socket keeps
 //! the rooms it joined in its own context, so relaying is "look up my room,
@@ -31,6 +34,16 @@ impl Endpoint for Peer {
     fn id(&self) -> Sid {
         self.socket.id
     }
+}
+
+/// What a room is for: events looked up in a socket's room list only find
+/// rooms of their own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoomKind {
+    /// WebRTC signaling; keyed by call id.
+    Call,
+    /// Chat; keyed by chat session id.
+    Chat,
 }
 
 /// The relayed events a room keeps for late joiners.
@@ -68,12 +81,16 @@ pub(crate) struct RoomState {
     /// Someone was admitted after the room existed, so the call was live
     /// after this room was registered (see [`Rooms::enter`]).
     pub(crate) verified: bool,
+    /// Chat: the session has ended (typing is refused; history stays).
+    pub(crate) ended: bool,
     /// Joins between `enter` and `exit`.
     entering: usize,
 }
 
 pub(crate) struct SignalRoom {
-    pub(crate) call_id: CallId,
+    /// The call id (signaling) or chat session id (chat).
+    pub(crate) key: String,
+    pub(crate) kind: RoomKind,
     state: Mutex<RoomState>,
 }
 
@@ -88,14 +105,32 @@ impl SignalRoom {
 }
 
 pub struct Rooms {
+    /// Signaling rooms by call id.
     map: DashMap<String, Arc<SignalRoom>>,
+    /// Chat rooms by session id, while someone is in them.
+    chats: DashMap<String, Arc<SignalRoom>>,
     limits: ReplayLimits,
+}
+
+fn new_room(key: &str, kind: RoomKind, limits: ReplayLimits) -> Arc<SignalRoom> {
+    Arc::new(SignalRoom {
+        key: key.to_owned(),
+        kind,
+        state: Mutex::new(RoomState {
+            room: Room::new(limits),
+            closed: false,
+            verified: false,
+            ended: false,
+            entering: 0,
+        }),
+    })
 }
 
 impl Rooms {
     pub fn new(limits: ReplayLimits) -> Self {
         Self {
             map: DashMap::new(),
+            chats: DashMap::new(),
             limits,
         }
     }
@@ -110,17 +145,7 @@ impl Rooms {
         let entry = self
             .map
             .entry(call_id.as_str().to_owned())
-            .or_insert_with(|| {
-                Arc::new(SignalRoom {
-                    call_id: call_id.clone(),
-                    state: Mutex::new(RoomState {
-                        room: Room::new(self.limits),
-                        closed: false,
-                        verified: false,
-                        entering: 0,
-                    }),
-                })
-            });
+            .or_insert_with(|| new_room(call_id.as_str(), RoomKind::Call, self.limits));
         entry.lock().entering += 1;
         entry.clone()
     }
@@ -128,7 +153,7 @@ impl Rooms {
     /// Ends a join in progress; a room nobody was admitted to goes away.
     pub(crate) fn exit(&self, room: &Arc<SignalRoom>) {
         room.lock().entering -= 1;
-        self.map.remove_if(room.call_id.as_str(), |_, r| {
+        self.map.remove_if(&room.key, |_, r| {
             let s = r.lock();
             s.entering == 0 && !s.verified
         });
@@ -152,12 +177,49 @@ impl Rooms {
         tracing::debug!(call = %call_id, "signaling room closed");
     }
 
-    /// Rooms held now (for metrics and tests).
+    /// Registers a chat join in progress (the room is made on first use).
+    pub(crate) fn chat_enter(&self, session_id: &str) -> Arc<SignalRoom> {
+        let entry = self
+            .chats
+            .entry(session_id.to_owned())
+            .or_insert_with(|| new_room(session_id, RoomKind::Chat, self.limits));
+        entry.lock().entering += 1;
+        entry.clone()
+    }
+
+    /// Ends a chat join in progress.
+    pub(crate) fn chat_exit(&self, room: &Arc<SignalRoom>) {
+        room.lock().entering -= 1;
+        self.chat_drop_if_empty(room);
+    }
+
+    /// A chat room nobody is in (or entering) is forgotten; the session and
+    /// its messages are in the database.
+    pub(crate) fn chat_drop_if_empty(&self, room: &SignalRoom) {
+        self.chats.remove_if(&room.key, |_, r| {
+            let s = r.lock();
+            s.entering == 0 && s.room.members().is_empty()
+        });
+    }
+
+    /// The chat session ended: its room (if anyone is in it) refuses typing.
+    pub fn chat_ended(&self, session_id: &str) {
+        if let Some(room) = self.chats.get(session_id) {
+            room.lock().ended = true;
+        }
+    }
+
+    /// Signaling rooms held now (for metrics and tests).
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Chat rooms held now (for tests).
+    pub fn chat_rooms(&self) -> usize {
+        self.chats.len()
     }
 }

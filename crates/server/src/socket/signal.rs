@@ -1,4 +1,5 @@
-//! WebRTC signaling (CONTRACT §3) and presence in its rooms (§7).
+//! WebRTC signaling (CONTRACT §3), and room membership with presence for
+//! signaling and chat rooms alike (§7).
 //!
 //! Join is the only step that reads the database; relaying is synchronous:
 //! find the room in the socket's own list, lock that room, push the body to
@@ -19,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
 use super::dispatch::{Reply, Sock, SocketCtx};
-use super::rooms::{Peer, RoomState, Signal, SignalRoom, Stored};
+use super::rooms::{Peer, RoomKind, RoomState, Rooms, Signal, SignalRoom, Stored};
 use crate::error::ApiError;
 use crate::service::now;
 use crate::state::AppState;
@@ -80,7 +81,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 
 /// A payload object whose values stay as the client wrote them: forwarded
 /// verbatim, never re-encoded (an SDP passes byte for byte).
-struct RawObject<'a>(Vec<(Key<'a>, &'a RawValue)>);
+pub(crate) struct RawObject<'a>(Vec<(Key<'a>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for RawObject<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -103,12 +104,12 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
 }
 
 impl<'a> RawObject<'a> {
-    fn parse(payload: &'a RawValue) -> Result<Self, ApiError> {
+    pub(crate) fn parse(payload: &'a RawValue) -> Result<Self, ApiError> {
         serde_json::from_str(payload.get())
             .map_err(|_| ApiError::bad_request("the payload must be an object with a `roomId`"))
     }
 
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
         // The last one wins, as in JavaScript.
         self.0
             .iter()
@@ -119,7 +120,7 @@ impl<'a> RawObject<'a> {
 
     /// The room id as the client spelled it. Legacy events also accept the
     /// older `appointmentId` / `consultationId`; numbers are read as text.
-    fn room_id(&self, legacy: bool) -> Result<String, ApiError> {
+    pub(crate) fn room_id(&self, legacy: bool) -> Result<String, ApiError> {
         let keys: &[&str] = if legacy {
             &["roomId", "appointmentId", "consultationId"]
         } else {
@@ -154,7 +155,7 @@ impl<'a> RawObject<'a> {
 }
 
 /// A string or an integer, as text; anything else is not an id.
-fn id_text(raw: &RawValue) -> Option<String> {
+pub(crate) fn id_text(raw: &RawValue) -> Option<String> {
     match serde_json::from_str::<Json>(raw.get()).ok()? {
         Json::String(s) if !s.trim().is_empty() => Some(s),
         Json::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
@@ -198,7 +199,7 @@ pub(crate) fn relay(
     let alias = fields.room_id(legacy)?;
     let to = fields.to()?;
     let room = ctx
-        .joined_room(&alias)
+        .joined_room(RoomKind::Call, &alias)
         .ok_or_else(|| ApiError::forbidden("join the room before signaling in it"))?;
     let body: Arc<RawValue> = serde_json::value::to_raw_value(&Forward {
         fields: &fields,
@@ -228,7 +229,7 @@ pub(crate) fn relay(
         body: body.clone(),
     };
     if s.room.record(me, kind, to.clone(), stored, size) == Recorded::OverLimit {
-        tracing::debug!(call = %room.call_id, "replay bound reached; candidate relayed live only");
+        tracing::debug!(call = %room.key, "replay bound reached; candidate relayed live only");
     }
     for member in s.room.others(me) {
         if to.as_ref().is_some_and(|t| t != &member.user) {
@@ -252,7 +253,7 @@ fn send_raw(socket: &Sock, event: &'static str, body: &RawValue) {
     }
 }
 
-fn send<T: Serialize + ?Sized>(socket: &Sock, event: &'static str, body: &T) {
+pub(crate) fn send<T: Serialize + ?Sized>(socket: &Sock, event: &'static str, body: &T) {
     if let Err(e) = socket.emit(event, body) {
         tracing::debug!(sid = %socket.id, event, error = %e, "room event not delivered");
     }
@@ -288,7 +289,7 @@ async fn join_inner(
     reply: &mut Option<Reply>,
 ) -> Result<(), ApiError> {
     let alias = RawObject::parse(payload)?.room_id(legacy)?;
-    if let Some(room) = ctx.joined_room(&alias) {
+    if let Some(room) = ctx.joined_room(RoomKind::Call, &alias) {
         // Joining again on the same socket: the same answer, nothing new.
         let s = room.lock();
         if !s.closed {
@@ -304,7 +305,17 @@ async fn join_inner(
         if !room.lock().verified && !state.consult.room_still_live(&grant.call_id).await? {
             return Err(ApiError::forbidden("you may not join this room"));
         }
-        admit(ctx, socket, &room, alias, legacy, reply)
+        let me = &ctx.principal.user_id;
+        admit(
+            ctx,
+            socket,
+            &room,
+            alias.into(),
+            legacy,
+            reply,
+            |s, alias| join_ack(s, me, alias),
+        )
+        .map(drop)
     }
     .await;
     state.rooms.exit(&room);
@@ -320,15 +331,19 @@ fn join_ack(s: &RoomState, me: &UserId, alias: &str) -> Json {
     json!({ "ok": true, "roomId": alias, "peers": peers })
 }
 
-fn admit(
+/// Puts the socket in `room` (either kind): the ack `ack` builds, then —
+/// all under the room lock — the replay (signaling), the join events to the
+/// others on the user's first connection, and `presence:sync`. Returns the
+/// users present now.
+pub(crate) fn admit(
     ctx: &SocketCtx,
     socket: &Sock,
     room: &Arc<SignalRoom>,
-    alias: String,
+    alias: Arc<str>,
     legacy: bool,
     reply: &mut Option<Reply>,
-) -> Result<(), ApiError> {
-    let alias: Arc<str> = alias.into();
+    ack: impl FnOnce(&RoomState, &str) -> Json,
+) -> Result<Vec<UserId>, ApiError> {
     let me = &ctx.principal.user_id;
     let mut joined = ctx
         .joined
@@ -348,36 +363,53 @@ fn admit(
         legacy,
     };
     let change = s.room.join(me, ctx.principal.role.as_str(), now(), peer);
-    joined.rooms.push((alias.clone(), room.clone()));
+    // A repeated join under the same spelling is one entry, however often
+    // a client repeats it.
+    if !joined
+        .rooms
+        .iter()
+        .any(|(a, r)| Arc::ptr_eq(r, room) && *a == alias)
+    {
+        joined.rooms.push((alias.clone(), room.clone()));
+    }
     drop(joined);
 
     if let Some(r) = reply.take() {
-        r.ok(join_ack(&s, me, &alias));
+        r.ok(ack(&s, &alias));
     }
-    if change != Joined::Again {
+    if change != Joined::Again && room.kind == RoomKind::Call {
         for kept in s.room.replay_for(me) {
             send_raw(socket, kept.payload.signal.name(legacy), &kept.payload.body);
         }
     }
     if change == Joined::FirstConnection {
         let role = ctx.principal.role.as_str();
+        let events: &[&'static str] = match room.kind {
+            RoomKind::Call => &["webrtc:peer_joined", "presence:join"],
+            RoomKind::Chat => &["presence:join"],
+        };
         to_others(
             &s,
             me,
-            &["webrtc:peer_joined", "presence:join"],
+            events,
             |alias| json!({ "roomId": alias, "userId": me.as_str(), "role": role }),
         );
     }
     if change != Joined::Again {
         presence_sync(&s);
     }
-    tracing::debug!(call = %room.call_id, ?change, "joined signaling room");
-    Ok(())
+    tracing::debug!(room = %room.key, kind = ?room.kind, ?change, "joined room");
+    Ok(s.room.members().iter().map(|m| m.user.clone()).collect())
 }
 
 /// `events`, in order and with one body, to every socket of everyone but
 /// `me`, in the room spelling each joined with.
-fn to_others(s: &RoomState, me: &UserId, events: &[&'static str], body: impl Fn(&str) -> Json) {
+pub(crate) fn to_others(
+    s: &RoomState,
+    me: &UserId,
+    events: &[&'static str],
+    body: impl Fn(&str) -> Json,
+) {
     for peer in s.room.others(me).flat_map(|m| &m.sockets) {
         let body = body(&peer.alias);
         for event in events {
@@ -415,18 +447,24 @@ fn presence_sync(s: &RoomState) {
 
 // ---- leave -----------------------------------------------------------------
 
-/// `webrtc:leave_room`. Leaving a room one is not in is not an error.
-pub(crate) fn leave(ctx: &SocketCtx, payload: &RawValue) -> Result<Json, ApiError> {
+/// `webrtc:leave_room` / `chat:leave_room`. Leaving a room one is not in
+/// is not an error.
+pub(crate) fn leave(
+    ctx: &SocketCtx,
+    rooms: &Rooms,
+    kind: RoomKind,
+    payload: &RawValue,
+) -> Result<Json, ApiError> {
     let alias = RawObject::parse(payload)?.room_id(false)?;
-    if let Some(room) = ctx.joined_room(&alias) {
+    if let Some(room) = ctx.joined_room(kind, &alias) {
         ctx.forget_room(&room);
-        leave_room(ctx, &room);
+        leave_room(ctx, rooms, &room);
     }
     Ok(json!({ "ok": true, "roomId": alias }))
 }
 
 /// The socket closed: it leaves every room, and joins none after this.
-pub(crate) fn leave_all(ctx: &SocketCtx) {
+pub(crate) fn leave_all(ctx: &SocketCtx, all: &Rooms) {
     let rooms = {
         let mut joined = ctx
             .joined
@@ -439,24 +477,33 @@ pub(crate) fn leave_all(ctx: &SocketCtx) {
     for (_, room) in &rooms {
         if !seen.iter().any(|r| Arc::ptr_eq(r, room)) {
             seen.push(room);
-            leave_room(ctx, room);
+            leave_room(ctx, all, room);
         }
     }
 }
 
-fn leave_room(ctx: &SocketCtx, room: &SignalRoom) {
-    let mut s = room.lock();
-    let Some((user, left)) = s.room.leave(ctx.socket_id) else {
-        return;
-    };
-    if left == Left::LastConnection {
-        to_others(
-            &s,
-            &user,
-            &["webrtc:peer_left", "presence:leave"],
-            |alias| json!({ "roomId": alias, "userId": user.as_str() }),
-        );
+fn leave_room(ctx: &SocketCtx, rooms: &Rooms, room: &SignalRoom) {
+    {
+        let mut s = room.lock();
+        let Some((user, left)) = s.room.leave(ctx.socket_id) else {
+            return;
+        };
+        if left == Left::LastConnection {
+            let events: &[&'static str] = match room.kind {
+                RoomKind::Call => &["webrtc:peer_left", "presence:leave"],
+                RoomKind::Chat => &["presence:leave"],
+            };
+            to_others(
+                &s,
+                &user,
+                events,
+                |alias| json!({ "roomId": alias, "userId": user.as_str() }),
+            );
+        }
+        presence_sync(&s);
+        tracing::debug!(room = %room.key, kind = ?room.kind, ?left, "left room");
     }
-    presence_sync(&s);
-    tracing::debug!(call = %room.call_id, ?left, "left signaling room");
+    if room.kind == RoomKind::Chat {
+        rooms.chat_drop_if_empty(room);
+    }
 }

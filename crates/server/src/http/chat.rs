@@ -1,0 +1,115 @@
+//! CONTRACT §7: chat session intake, accept, end, and message history.
+//! Each handler parses, calls one service function, and maps its result.
+
+use axum::extract::{RawQuery, State};
+use consultd_domain::{ChatDuration, ChatStatus, Concern, Status};
+use serde::Deserialize;
+
+use super::AuthUser;
+use super::body::{JsonBody, PathId, query_pairs, query_value};
+use crate::error::{ApiError, ApiResult, Created, Ok200};
+use crate::service::chat::{ChatCommand, HISTORY_DEFAULT, HISTORY_MAX};
+use crate::service::views::{ChatMessageView, ChatSessionView};
+use crate::state::AppState;
+
+/// Seed 004's intake: both fields optional.
+#[derive(Deserialize)]
+pub(super) struct CreateChat {
+    #[serde(default)]
+    concern: Option<String>,
+    #[serde(default, alias = "durationMinutes")]
+    duration_minutes: Option<f64>,
+}
+
+pub(super) async fn create(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    JsonBody(req): JsonBody<CreateChat>,
+) -> Result<Created<ChatSessionView>, ApiError> {
+    let concern = match req.concern.as_deref() {
+        Some(raw) => Concern::parse(raw).map_err(ApiError::bad_request)?,
+        None => None,
+    };
+    let duration = req
+        .duration_minutes
+        .map(|m| {
+            ChatDuration::from_minutes(m).ok_or_else(|| {
+                ApiError::bad_request("duration_minutes must be a number above 0, at most 1440")
+            })
+        })
+        .transpose()?;
+    s.consult
+        .create_chat(&p, concern, duration)
+        .await
+        .map(Created)
+}
+
+/// `?status=pending|waiting|live|ended`, or every status.
+pub(super) async fn list(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Vec<ChatSessionView>> {
+    let pairs = query_pairs(query.as_deref());
+    let status = match query_value(&pairs, &["status"]).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(raw) => Some(ChatStatus::parse(raw).ok_or_else(|| {
+            ApiError::bad_request("status must be one of pending, waiting, live, ended")
+        })?),
+    };
+    s.consult.chat_sessions(&p, status).await.map(Ok200)
+}
+
+pub(super) async fn one(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    PathId(id): PathId,
+) -> ApiResult<ChatSessionView> {
+    s.consult.chat_session(&p, &id).await.map(Ok200)
+}
+
+pub(super) async fn accept(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    PathId(id): PathId,
+) -> ApiResult<ChatSessionView> {
+    s.consult
+        .chat_command(&p, &id, ChatCommand::Accept)
+        .await
+        .map(Ok200)
+}
+
+pub(super) async fn end(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    PathId(id): PathId,
+) -> ApiResult<ChatSessionView> {
+    s.consult
+        .chat_command(&p, &id, ChatCommand::End)
+        .await
+        .map(Ok200)
+}
+
+/// `?before=<messageId>&limit=` (default 50; above 200 is capped at 200).
+pub(super) async fn history(
+    State(s): State<AppState>,
+    AuthUser(p): AuthUser,
+    PathId(room_id): PathId,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Vec<ChatMessageView>> {
+    let pairs = query_pairs(query.as_deref());
+    let before = query_value(&pairs, &["before"]).filter(|v| !v.is_empty());
+    let limit = match query_value(&pairs, &["limit"]).filter(|v| !v.is_empty()) {
+        None => HISTORY_DEFAULT,
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|l| *l >= 1)
+            .ok_or_else(|| ApiError::bad_request("limit must be a whole number from 1"))?
+            .min(HISTORY_MAX),
+    };
+    s.consult
+        .chat_history(&p, &room_id, before, limit)
+        .await
+        .map(Ok200)
+}

@@ -1,0 +1,265 @@
+//! Chat rooms (CONTRACT §7): join with history, send with idempotent
+//! resend, typing, read markers, leave. A chat room's id is its session id.
+//!
+//! Authorisation is decided at join (the customer, or the assigned host);
+//! every later event needs the socket to be in the room. Events that touch
+//! the database (join, send, read) run in the socket's ordered lane, so one
+//! socket's messages are stored and broadcast in the order it sent them.
+
+use std::sync::Arc;
+
+use consultd_domain::{ContentError, MessageContent};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value as Json, json};
+
+use super::dispatch::{Reply, Sock, SocketCtx};
+use super::rooms::{RoomKind, SignalRoom};
+use super::signal::{self, RawObject, id_text};
+use crate::error::ApiError;
+use crate::service::views::{ChatMessageView, ChatSessionView};
+use crate::state::AppState;
+
+/// The longest client message id kept.
+const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 200;
+
+/// The chat events, by the name a client sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChatEvent {
+    Join,
+    Send,
+    Typing,
+    Read,
+    Leave,
+}
+
+impl ChatEvent {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        match name {
+            "chat:join_room" => Some(Self::Join),
+            "chat:send_message" => Some(Self::Send),
+            "chat:typing" => Some(Self::Typing),
+            "chat:read" => Some(Self::Read),
+            "chat:leave_room" => Some(Self::Leave),
+            _ => None,
+        }
+    }
+
+    /// Whether it waits on the database (and so runs in the socket's lane).
+    pub(crate) fn needs_task(self) -> bool {
+        matches!(self, Self::Join | Self::Send | Self::Read)
+    }
+}
+
+fn bad(msg: &str) -> ApiError {
+    ApiError::bad_request(msg)
+}
+
+/// The payload as an object, and the chat room the socket is in.
+fn joined<'a>(
+    ctx: &SocketCtx,
+    payload: &'a RawValue,
+) -> Result<(RawObject<'a>, Arc<SignalRoom>), ApiError> {
+    let fields = RawObject::parse(payload)?;
+    let alias = fields.room_id(false)?;
+    let room = ctx
+        .joined_room(RoomKind::Chat, &alias)
+        .ok_or_else(|| ApiError::forbidden("join the chat room first"))?;
+    Ok((fields, room))
+}
+
+/// A field decoded as `T`, or `bad_request` naming it.
+fn field<T: serde::de::DeserializeOwned>(
+    fields: &RawObject<'_>,
+    name: &str,
+    what: &str,
+) -> Result<T, ApiError> {
+    let raw = fields
+        .get(name)
+        .ok_or_else(|| ApiError::bad_request(format!("`{name}` is required")))?;
+    serde_json::from_str(raw.get())
+        .map_err(|_| ApiError::bad_request(format!("`{name}` must be {what}")))
+}
+
+// ---- join --------------------------------------------------------------------
+
+/// `chat:join_room {roomId}`: ack `{ok, roomId, messages, session,
+/// readMarkers}` (the latest 50 messages, oldest first), then presence.
+/// If the customer and the assigned host are now both here, the session
+/// may go live.
+pub(crate) async fn join(
+    state: &AppState,
+    ctx: &SocketCtx,
+    socket: &Sock,
+    payload: &RawValue,
+    reply: Reply,
+) {
+    let mut reply = Some(reply);
+    if let Err(e) = join_inner(state, ctx, socket, payload, &mut reply).await
+        && let Some(reply) = reply
+    {
+        reply.err(&e);
+    }
+}
+
+async fn join_inner(
+    state: &AppState,
+    ctx: &SocketCtx,
+    socket: &Sock,
+    payload: &RawValue,
+    reply: &mut Option<Reply>,
+) -> Result<(), ApiError> {
+    let alias = RawObject::parse(payload)?.room_id(false)?;
+    let grant = state.consult.chat_grant(&ctx.principal, &alias).await?;
+    let session = ChatSessionView::from(&grant.session);
+    let read_markers: Map<String, Json> = grant
+        .read_markers
+        .into_iter()
+        .map(|(user, message)| (user, Json::String(message)))
+        .collect();
+    let ended = !grant.session.accepts_messages();
+    let room = state.rooms.chat_enter(&grant.session.id);
+    if ended {
+        room.lock().ended = true;
+    }
+    let admitted = signal::admit(
+        ctx,
+        socket,
+        &room,
+        alias.into(),
+        false,
+        reply,
+        |_, alias| {
+            json!({
+                "ok": true,
+                "roomId": alias,
+                "messages": grant.messages,
+                "session": session,
+                "readMarkers": read_markers,
+            })
+        },
+    );
+    state.rooms.chat_exit(&room);
+    let present = admitted?;
+    if present.len() >= 2
+        && let Err(e) = state.consult.chat_presence(&room.key, &present).await
+    {
+        // The next join (or a reconnect's) tries again.
+        tracing::warn!(chat = %room.key, error = %e, "presence start failed");
+    }
+    Ok(())
+}
+
+// ---- send ------------------------------------------------------------------
+
+/// `chat:send_message {roomId, content, clientMessageId?}`: stored, then
+/// `chat:new_message` to every socket in the room (the sender's included);
+/// ack `{ok, message}`. A resend of a stored `clientMessageId` is answered
+/// with the stored message (and `duplicate: true`) and broadcast to no one.
+pub(crate) async fn send(
+    state: &AppState,
+    ctx: &SocketCtx,
+    payload: &RawValue,
+) -> Result<Json, ApiError> {
+    let (fields, room) = joined(ctx, payload)?;
+    let content: String = field(&fields, "content", "a string")?;
+    let content =
+        MessageContent::parse(content, state.config.max_chat_chars).map_err(|e| match e {
+            ContentError::Empty => bad("`content` must not be empty"),
+            ContentError::TooLong { max_chars } => {
+                ApiError::TooLarge(format!("messages are limited to {max_chars} characters"))
+            }
+        })?;
+    let client_message_id = client_message_id(&fields)?;
+    let posted = state
+        .consult
+        .post_message(
+            &ctx.principal,
+            &room.key,
+            content,
+            client_message_id,
+            |message| broadcast(&room, message),
+        )
+        .await?;
+    let mut ack = json!({ "ok": true, "message": posted.message });
+    if !posted.created {
+        ack["duplicate"] = Json::Bool(true);
+    }
+    Ok(ack)
+}
+
+/// The optional `clientMessageId`: a string or an integer (as text);
+/// `null` is the same as absent.
+fn client_message_id(fields: &RawObject<'_>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = fields.get("clientMessageId") else {
+        return Ok(None);
+    };
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    let id = id_text(raw)
+        .filter(|id| {
+            id.chars().count() <= MAX_CLIENT_MESSAGE_ID_CHARS && !id.chars().any(char::is_control)
+        })
+        .ok_or_else(|| {
+            bad("`clientMessageId` must be a non-empty string (at most 200 characters) or an integer")
+        })?;
+    Ok(Some(id))
+}
+
+/// `chat:new_message` to every socket in the room.
+fn broadcast(room: &SignalRoom, message: &ChatMessageView) {
+    let s = room.lock();
+    for peer in s.room.members().iter().flat_map(|m| &m.sockets) {
+        signal::send(&peer.socket, "chat:new_message", message);
+    }
+}
+
+// ---- typing, read ----------------------------------------------------------
+
+/// `chat:typing {roomId, isTyping}` → `chat:typing {roomId, userId,
+/// isTyping}` to the others.
+pub(crate) fn typing(ctx: &SocketCtx, payload: &RawValue) -> Result<Json, ApiError> {
+    let (fields, room) = joined(ctx, payload)?;
+    let is_typing: bool = field(&fields, "isTyping", "true or false")?;
+    let s = room.lock();
+    if s.ended {
+        return Err(ApiError::Conflict("the chat session has ended".into()));
+    }
+    let me = &ctx.principal.user_id;
+    signal::to_others(
+        &s,
+        me,
+        &["chat:typing"],
+        |alias| json!({ "roomId": alias, "userId": me.as_str(), "isTyping": is_typing }),
+    );
+    Ok(json!({ "ok": true }))
+}
+
+/// `chat:read {roomId, messageId}`: the read marker moves forward (never
+/// back), and the others get `chat:read {roomId, userId, messageId}`.
+pub(crate) async fn read(
+    state: &AppState,
+    ctx: &SocketCtx,
+    payload: &RawValue,
+) -> Result<Json, ApiError> {
+    let (fields, room) = joined(ctx, payload)?;
+    let message_id = fields
+        .get("messageId")
+        .and_then(id_text)
+        .ok_or_else(|| bad("`messageId` must be a message id"))?;
+    let moved = state
+        .consult
+        .mark_read(&ctx.principal, &room.key, &message_id)
+        .await?;
+    if moved {
+        let me = &ctx.principal.user_id;
+        let s = room.lock();
+        signal::to_others(
+            &s,
+            me,
+            &["chat:read"],
+            |alias| json!({ "roomId": alias, "userId": me.as_str(), "messageId": &message_id }),
+        );
+    }
+    Ok(json!({ "ok": true, "roomId": &*room.key, "messageId": message_id }))
+}
