@@ -630,6 +630,23 @@ async fn typing_and_read_markers_reach_only_the_others() {
     let ack = join(&mut c2, &id).await;
     assert_eq!(ack["readMarkers"], json!({ "m1": second["id"] }));
     assert_eq!(ack["messages"].as_array().unwrap().len(), 2);
+
+    // Two tabs marking at once, each one step apart: the marker never
+    // goes back, so it ends on the newest.
+    let mut ids = vec![];
+    for i in 0..8 {
+        ids.push(send(&mut c, &id, &format!("x{i}"), None).await["message"]["id"].clone());
+    }
+    let mut m2 = shop.app.connect(&shop.mechanic).await;
+    join(&mut m2, &id).await;
+    for pair in ids.windows(2) {
+        let newer = m.emit_ack_later("chat:read", json!({ "roomId": id, "messageId": pair[1] }));
+        let older = m2.emit_ack_later("chat:read", json!({ "roomId": id, "messageId": pair[0] }));
+        assert_eq!(newer.await.unwrap()["ok"], true);
+        assert_eq!(older.await.unwrap()["ok"], true);
+        let ack = join(&mut c2, &id).await;
+        assert_eq!(ack["readMarkers"]["m1"], pair[1]);
+    }
     shop.stop().await;
 }
 

@@ -388,6 +388,10 @@ impl ConsultService {
             .await?
             .ok_or_else(|| ApiError::not_found("no such message in this room"))?;
         let txn = self.db().begin_write().await?;
+        // Locking the session row serialises two tabs marking at once, so
+        // the compare below sees the other's marker (PostgreSQL; SQLite's
+        // write transaction already does).
+        ChatRepo.lock(&*txn, room_id).await?;
         if let Some(current) = ChatRepo.read_marker(&*txn, room_id, me).await?
             && let Some(current) = ChatRepo.message(&*txn, room_id, &current).await?
             && (current.created_at, &current.id) >= (target.created_at, &target.id)

@@ -91,21 +91,6 @@ pub(crate) async fn join(
     ctx: &SocketCtx,
     socket: &Sock,
     payload: &RawValue,
-    reply: Reply,
-) {
-    let mut reply = Some(reply);
-    if let Err(e) = join_inner(state, ctx, socket, payload, &mut reply).await
-        && let Some(reply) = reply
-    {
-        reply.err(&e);
-    }
-}
-
-async fn join_inner(
-    state: &AppState,
-    ctx: &SocketCtx,
-    socket: &Sock,
-    payload: &RawValue,
     reply: &mut Option<Reply>,
 ) -> Result<(), ApiError> {
     let alias = RawObject::parse(payload)?.room_id(false)?;

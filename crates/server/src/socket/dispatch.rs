@@ -271,19 +271,34 @@ fn unreachable_slow() -> Result<Option<Json>, ApiError> {
 
 async fn handle_slow(ctx: &SocketCtx, state: &AppState, s: &Sock, event: Incoming, reply: Reply) {
     count(&event.name);
+    // Joins answer through the slot themselves (their ack must go out
+    // before what follows it under the room lock); the rest answer here.
+    let mut slot = Some(reply);
+    let payload = &event.payload;
     let answered = match event.route {
         Some(Route::Signal(SignalEvent::Join { legacy })) => {
-            return signal::join(state, ctx, s, legacy, &event.payload, reply).await;
+            signal::join(state, ctx, s, legacy, payload, &mut slot)
+                .await
+                .map(|()| None)
         }
-        Some(Route::Chat(ChatEvent::Join)) => {
-            return chat::join(state, ctx, s, &event.payload, reply).await;
+        Some(Route::Chat(ChatEvent::Join)) => chat::join(state, ctx, s, payload, &mut slot)
+            .await
+            .map(|()| None),
+        Some(Route::Chat(ChatEvent::Send)) => chat::send(state, ctx, payload).await.map(Some),
+        Some(Route::Chat(ChatEvent::Read)) => chat::read(state, ctx, payload).await.map(Some),
+        _ => {
+            if let Some(reply) = slot.take() {
+                handle_inline(ctx, state, event, reply);
+            }
+            return;
         }
-        Some(Route::Chat(ChatEvent::Send)) => chat::send(state, ctx, &event.payload).await,
-        Some(Route::Chat(ChatEvent::Read)) => chat::read(state, ctx, &event.payload).await,
-        _ => return handle_inline(ctx, state, event, reply),
+    };
+    let Some(reply) = slot.take() else {
+        return;
     };
     match answered {
-        Ok(body) => reply.ok(body),
+        Ok(Some(body)) => reply.ok(body),
+        Ok(None) => {}
         Err(e) => reply.err(&e),
     }
 }

@@ -263,24 +263,9 @@ pub(crate) fn send<T: Serialize + ?Sized>(socket: &Sock, event: &'static str, bo
 
 /// `webrtc:join_room` / `join_consultation_room`: the one signaling step
 /// that reads the database. Answers through `reply` itself, so that the ack
-/// goes out before the replay, under the room lock.
+/// goes out before the replay, under the room lock; an error is answered
+/// by the caller if `reply` is still there.
 pub(crate) async fn join(
-    state: &AppState,
-    ctx: &SocketCtx,
-    socket: &Sock,
-    legacy: bool,
-    payload: &RawValue,
-    reply: Reply,
-) {
-    let mut reply = Some(reply);
-    if let Err(e) = join_inner(state, ctx, socket, legacy, payload, &mut reply).await
-        && let Some(reply) = reply
-    {
-        reply.err(&e);
-    }
-}
-
-async fn join_inner(
     state: &AppState,
     ctx: &SocketCtx,
     socket: &Sock,
