@@ -1,8 +1,34 @@
 // Real socket.io clients (4.x with `auth.token`, 2.x with `?token=`) that
 // record every event they are told to listen for, and a REST helper.
+import { after, before } from 'node:test';
 import { io as io4 } from 'socket.io-client';
 import io2 from 'socket.io-client-v2';
-import { within } from './server.mjs';
+import { startConsultd, within } from './server.mjs';
+
+/**
+ * One consultd for the calling test file (started before its tests, stopped
+ * after), and helpers bound to it: `client(kind, token, transports)` records
+ * `events`; `api(method, path, token, body)`; `token(sub, role, name)`.
+ */
+export function useConsultd(events) {
+  let server;
+  before(async () => {
+    server = await startConsultd();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  return {
+    client: (kind, token, transports) => client(server, kind, token, transports, events),
+    api: (method, path, token, body) => api(server, method, path, token, body),
+    token: (sub, role, name) => server.token(sub, role, name),
+  };
+}
+
+/** Emits with an ack; resolves with the answer. */
+export const emitAck = (c, event, payload) => new Promise((ok) => c.socket.emit(event, payload, ok));
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** A connected client recording `events`; `next(name)` takes the first unseen one. */
 export async function client(server, kind, token, transports, events) {

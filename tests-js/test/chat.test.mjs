@@ -1,18 +1,9 @@
 // Seed 004's customer/mechanic chat with real socket.io clients of both
 // generations: intake, accept, presence by user id starting the session,
 // messages with an idempotent resend, typing, read markers, the end.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api as callApi, client as connectClient } from '../lib/clients.mjs';
-import { startConsultd } from '../lib/server.mjs';
-
-let server;
-before(async () => {
-  server = await startConsultd();
-});
-after(async () => {
-  await server?.stop();
-});
+import { emitAck, sleep, useConsultd } from '../lib/clients.mjs';
 
 const EVENTS = [
   'session:status',
@@ -23,10 +14,7 @@ const EVENTS = [
   'presence:leave',
   'presence:sync',
 ];
-const client = (kind, token, transports) => connectClient(server, kind, token, transports, EVENTS);
-const api = (method, path, token, body) => callApi(server, method, path, token, body);
-const emitAck = (c, event, payload) => new Promise((ok) => c.socket.emit(event, payload, ok));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { client, api, token } = useConsultd(EVENTS);
 
 let n = 0;
 function people() {
@@ -34,9 +22,9 @@ function people() {
   return {
     customerId: `chat-cust${n}`,
     mechanicId: `chat-mech${n}`,
-    customer: server.token(`chat-cust${n}`, 'customer', 'Cathy'),
-    mechanic: server.token(`chat-mech${n}`, 'mechanic', 'Mo'),
-    rival: server.token(`chat-rival${n}`, 'mechanic', 'Rita'),
+    customer: token(`chat-cust${n}`, 'customer', 'Cathy'),
+    mechanic: token(`chat-mech${n}`, 'mechanic', 'Mo'),
+    rival: token(`chat-rival${n}`, 'mechanic', 'Rita'),
   };
 }
 
@@ -117,7 +105,7 @@ describe('seed 004: chat sessions', () => {
     const customer = await client('v4', p.customer, ['websocket']);
     await emitAck(customer, 'chat:join_room', { roomId: id });
     const rival = await client('v2', p.rival, ['websocket']);
-    const stranger = await client('v4', server.token(`chat-nosy${n}`, 'customer'), ['polling']);
+    const stranger = await client('v4', token(`chat-nosy${n}`, 'customer'), ['polling']);
     for (const c of [rival, stranger]) {
       const ack = await emitAck(c, 'chat:join_room', { roomId: id });
       assert.equal(ack.error.code, 'forbidden');

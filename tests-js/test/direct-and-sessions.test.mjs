@@ -1,17 +1,8 @@
 // Seed 000 (a patient's "Talk Now" direct call) and seed 003 (a learner's
 // tutoring request) with real socket.io clients of both generations.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api as callApi, client as connectClient } from '../lib/clients.mjs';
-import { startConsultd } from '../lib/server.mjs';
-
-let server;
-before(async () => {
-  server = await startConsultd();
-});
-after(async () => {
-  await server?.stop();
-});
+import { useConsultd } from '../lib/clients.mjs';
 
 const EVENTS = [
   'call_invitation',
@@ -22,8 +13,7 @@ const EVENTS = [
   'session:accepted',
   'session:updated',
 ];
-const client = (kind, token, transports) => connectClient(server, kind, token, transports, EVENTS);
-const api = (method, path, token, body) => callApi(server, method, path, token, body);
+const { client, api, token } = useConsultd(EVENTS);
 
 const SNAKE = ['appointment_id', 'call_session_id', 'call_type', 'status', 'doctor_id', 'patient_id', 'room_id', 'expires_at'];
 
@@ -36,8 +26,8 @@ describe('seed 000: direct calls', () => {
   CASES.forEach(({ host: [hk, ht], guest: [gk, gt] }, n) => {
     test(`doctor ${hk}/${ht.join('+')}, patient ${gk}/${gt.join('+')}`, async () => {
       const doctorId = 7700 + n;
-      const doctorToken = server.token(String(doctorId), 'doctor', 'Dr Direct');
-      const patientToken = server.token(`direct-pat${n}`, 'patient', 'Pat Direct');
+      const doctorToken = token(String(doctorId), 'doctor', 'Dr Direct');
+      const patientToken = token(`direct-pat${n}`, 'patient', 'Pat Direct');
       const doctor = await client(hk, doctorToken, ht);
       const patient = await client(gk, patientToken, gt);
       try {
@@ -78,8 +68,8 @@ describe('seed 000: direct calls', () => {
 describe('seed 003: tutoring sessions', () => {
   CASES.forEach(({ host: [hk, ht], guest: [gk, gt] }, n) => {
     test(`teacher ${hk}/${ht.join('+')}, learner ${gk}/${gt.join('+')}`, async () => {
-      const teacherToken = server.token(`teacher${n}`, 'teacher', 'Ms T');
-      const learnerToken = server.token(`learner${n}`, 'learner', 'Lee');
+      const teacherToken = token(`teacher${n}`, 'teacher', 'Ms T');
+      const learnerToken = token(`learner${n}`, 'learner', 'Lee');
       const teacher = await client(hk, teacherToken, ht);
       const learner = await client(gk, learnerToken, gt);
       try {

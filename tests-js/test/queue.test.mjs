@@ -1,18 +1,9 @@
 // The seed-001 flow with real socket.io clients, written the way the seed's
 // React hooks are: listeners registered up front, REST for the actions,
 // events for the news. One client per protocol generation on each side.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api as callApi, client as connectClient } from '../lib/clients.mjs';
-import { startConsultd } from '../lib/server.mjs';
-
-let server;
-before(async () => {
-  server = await startConsultd();
-});
-after(async () => {
-  await server?.stop();
-});
+import { useConsultd } from '../lib/clients.mjs';
 
 const EVENTS = [
   'doctor_online',
@@ -24,8 +15,7 @@ const EVENTS = [
   'call_activated',
   'call_ended',
 ];
-const client = (kind, token, transports) => connectClient(server, kind, token, transports, EVENTS);
-const api = (method, path, token, body) => callApi(server, method, path, token, body);
+const { client, api, token } = useConsultd(EVENTS);
 
 const CASES = [
   { doctor: ['v4', ['websocket']], patient: ['v2', ['polling']] },
@@ -35,8 +25,8 @@ const CASES = [
 describe('seed 001 with real clients', () => {
   CASES.forEach(({ doctor: [dk, dt], patient: [pk, pt] }, n) => {
     test(`doctor ${dk}/${dt.join('+')}, patient ${pk}/${pt.join('+')}`, async () => {
-      const doctorToken = server.token(`doc${n}`, 'doctor', 'Dr JS');
-      const patientToken = server.token(`pat${n}`, 'patient', 'Pat JS');
+      const doctorToken = token(`doc${n}`, 'doctor', 'Dr JS');
+      const patientToken = token(`pat${n}`, 'patient', 'Pat JS');
       const doctor = await client(dk, doctorToken, dt);
       const patient = await client(pk, patientToken, pt);
       try {

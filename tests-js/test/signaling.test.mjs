@@ -1,18 +1,9 @@
 // Seed 002's WebRTC signaling with real socket.io clients of both
 // generations: join, offer/answer/candidates relayed verbatim, a late
 // joiner's replay, legacy names, presence with two tabs, strangers refused.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api as callApi, client as connectClient } from '../lib/clients.mjs';
-import { startConsultd } from '../lib/server.mjs';
-
-let server;
-before(async () => {
-  server = await startConsultd();
-});
-after(async () => {
-  await server?.stop();
-});
+import { emitAck, sleep, useConsultd } from '../lib/clients.mjs';
 
 const EVENTS = [
   'webrtc:offer',
@@ -27,16 +18,13 @@ const EVENTS = [
   'presence:leave',
   'presence:sync',
 ];
-const client = (kind, token, transports) => connectClient(server, kind, token, transports, EVENTS);
-const api = (method, path, token, body) => callApi(server, method, path, token, body);
-const emitAck = (c, event, payload) => new Promise((ok) => c.socket.emit(event, payload, ok));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { client, api, token } = useConsultd(EVENTS);
 
 let n = 0;
 async function liveCall() {
   n += 1;
-  const doctorToken = server.token(`sig-doc${n}`, 'doctor', 'Dr Signal');
-  const patientToken = server.token(`sig-pat${n}`, 'patient', 'Pat Signal');
+  const doctorToken = token(`sig-doc${n}`, 'doctor', 'Dr Signal');
+  const patientToken = token(`sig-pat${n}`, 'patient', 'Pat Signal');
   const r = await api('POST', '/api/call-sessions/start', patientToken, { doctor_id: `sig-doc${n}` });
   assert.equal(r.status, 201, JSON.stringify(r.body));
   return { ...r.body.data, doctorToken, patientToken, doctorId: `sig-doc${n}`, patientId: `sig-pat${n}` };
@@ -94,7 +82,7 @@ describe('seed 002: signaling', () => {
     const call = await liveCall();
     const doctor = await client('v4', call.doctorToken, ['websocket']);
     const patient = await client('v4', call.patientToken, ['websocket']);
-    const stranger = await client('v2', server.token('sig-stranger', 'patient'), ['websocket']);
+    const stranger = await client('v2', token('sig-stranger', 'patient'), ['websocket']);
     await emitAck(doctor, 'webrtc:join_room', { roomId: call.room_id });
     await emitAck(patient, 'webrtc:join_room', { roomId: call.room_id });
     for (const roomId of [call.room_id, call.appointment_id]) {
