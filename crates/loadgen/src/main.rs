@@ -5,7 +5,10 @@
 //!   to the patient — delivered messages per second and latency, at
 //!   saturation (a bounded window per pair) or at a fixed total rate;
 //! - `setup`: pairs set up at a fixed rate — connect both, join both, offer
-//!   and answer — and the time that takes.
+//!   and answer — and the time that takes;
+//! - `chat`: customer/mechanic pairs in live chat sessions, the customer
+//!   sending `chat:send_message` (each one stored before it is broadcast) —
+//!   messages delivered to the mechanic per second and latency.
 //!
 //! It prints a table and one JSON line. Calls are created through the REST
 //! API first (`POST /api/call-sessions/start`), so the rooms are real live
@@ -75,9 +78,45 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         rate: u64,
     },
+    /// Chat messages: stored, then broadcast (`chat:new_message`).
+    Chat {
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        /// Total messages per second; 0 = saturation.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Messages in flight per pair at saturation.
+        #[arg(long, default_value_t = 8)]
+        window: u64,
+    },
     /// Everything the README's table reports, with the targets' parameters.
     All,
 }
+
+/// What a throughput scenario sends and how its receiver recognises it.
+#[derive(Clone, Copy)]
+struct Flow {
+    /// The frame prefix the receiver counts.
+    received: &'static str,
+    /// Just before the send time (µs) in a received frame.
+    marker: &'static str,
+    /// The frame for room, send time and sequence number.
+    frame: fn(&str, u64, u64) -> String,
+}
+
+const RELAY: Flow = Flow {
+    received: "42[\"webrtc:ice_candidate\"",
+    marker: ",\"t\":",
+    frame: candidate,
+};
+
+const CHAT: Flow = Flow {
+    received: "42[\"chat:new_message\"",
+    marker: "\"content\":\"t",
+    frame: chat_message,
+};
 
 struct Ctx {
     url: String,
@@ -130,6 +169,42 @@ impl Ctx {
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| format!("call not created: {body}"))
+    }
+
+    /// A chat session between customer `c` and mechanic `m`, accepted;
+    /// returns its room id.
+    async fn create_chat(&self, m: &str, c: &str) -> Result<String, String> {
+        let post = |path: String, token: String, body: Value| async move {
+            let res = self
+                .http
+                .post(format!("{}{path}", self.url))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            res.json::<Value>().await.map_err(|e| e.to_string())
+        };
+        let made = post(
+            "/api/chat-sessions".into(),
+            self.token(c, "customer"),
+            json!({ "concern": "load" }),
+        )
+        .await?;
+        let id = made["data"]["id"]
+            .as_str()
+            .ok_or_else(|| format!("chat not created: {made}"))?
+            .to_owned();
+        let taken = post(
+            format!("/api/chat-sessions/{id}/accept"),
+            self.token(m, "mechanic"),
+            json!({}),
+        )
+        .await?;
+        if taken["data"]["status"] != "waiting" {
+            return Err(format!("chat not accepted: {taken}"));
+        }
+        Ok(id)
     }
 
     /// `n` calls, eight requests at a time.
@@ -245,18 +320,62 @@ async fn relay_scenario(
     let mut receivers = Vec::new();
     for (i, room) in rooms.iter().enumerate() {
         let (d, p) = ctx.pair(&tag, i);
-        let mut doctor = Conn::connect(&ctx.ws, &ctx.token(&d, "doctor")).await?;
-        let mut patient = Conn::connect(&ctx.ws, &ctx.token(&p, "patient")).await?;
-        let join = json!({ "roomId": room }).to_string();
-        for c in [&mut doctor, &mut patient] {
-            let ack = c.request("webrtc:join_room", &join).await?;
-            if !ack.contains("\"ok\":true") {
-                return Err(format!("join refused: {ack}"));
-            }
-        }
+        let doctor = Conn::connect(&ctx.ws, &ctx.token(&d, "doctor")).await?;
+        let patient = Conn::connect(&ctx.ws, &ctx.token(&p, "patient")).await?;
+        let [doctor, patient] = join_both("webrtc:join_room", room, [doctor, patient]).await?;
         senders.push((doctor, room.clone()));
         receivers.push(patient);
     }
+    throughput(ctx, RELAY, senders, receivers, rate, seconds, window).await
+}
+
+/// Both connections join `room` with `event`; each must be admitted.
+async fn join_both(event: &str, room: &str, mut conns: [Conn; 2]) -> Result<[Conn; 2], String> {
+    let join = json!({ "roomId": room }).to_string();
+    for c in &mut conns {
+        let ack = c.request(event, &join).await?;
+        if !ack.contains("\"ok\":true") {
+            return Err(format!("join refused: {ack}"));
+        }
+    }
+    Ok(conns)
+}
+
+async fn chat_scenario(
+    ctx: &Rc<Ctx>,
+    pairs: usize,
+    rate: u64,
+    seconds: u64,
+    window: u64,
+) -> Result<Value, String> {
+    let tag = format!("chat{rate}");
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for i in 0..pairs {
+        let (m, c) = ctx.pair(&tag, i);
+        let room = ctx.create_chat(&m, &c).await?;
+        let customer = Conn::connect(&ctx.ws, &ctx.token(&c, "customer")).await?;
+        let mechanic = Conn::connect(&ctx.ws, &ctx.token(&m, "mechanic")).await?;
+        let [customer, mechanic] = join_both("chat:join_room", &room, [customer, mechanic]).await?;
+        senders.push((customer, room));
+        receivers.push(mechanic);
+    }
+    throughput(ctx, CHAT, senders, receivers, rate, seconds, window).await
+}
+
+/// Each sender sends `flow`'s frames to its receiver, at a fixed total
+/// `rate` or (0) with `window` in flight per pair; delivered per second and
+/// latency over the measured window.
+async fn throughput(
+    ctx: &Rc<Ctx>,
+    flow: Flow,
+    senders: Vec<(Conn, String)>,
+    receivers: Vec<Conn>,
+    rate: u64,
+    seconds: u64,
+    window: u64,
+) -> Result<Value, String> {
+    let pairs = senders.len();
     // Let presence events drain before measuring.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -274,7 +393,7 @@ async fn relay_scenario(
     } else {
         None
     };
-    for (i, ((doctor, room), patient)) in senders.into_iter().zip(receivers).enumerate() {
+    for (i, (sender, receiver)) in senders.into_iter().zip(receivers).enumerate() {
         let stats = Arc::new(PairStats {
             received: AtomicU64::new(0),
             notify: Notify::new(),
@@ -282,8 +401,8 @@ async fn relay_scenario(
         let offset = per_sender_interval.map(|iv| iv.mul_f64(i as f64 / pairs as f64));
         tasks.push(tokio::task::spawn_local(send_loop(
             ctx.clone(),
-            doctor,
-            room,
+            flow,
+            sender,
             stats.clone(),
             stop_at,
             per_sender_interval.zip(offset),
@@ -291,7 +410,8 @@ async fn relay_scenario(
         )));
         samples_tasks.push(tokio::task::spawn_local(receive_loop(
             ctx.clone(),
-            patient,
+            flow,
+            receiver,
             stats,
             (window_start, window_end),
             stop_at + Duration::from_millis(500),
@@ -322,16 +442,25 @@ async fn relay_scenario(
 }
 
 /// A realistic host candidate; the send time rides in `t` (µs since start).
-fn candidate(room: &str, t: u64) -> String {
+fn candidate(room: &str, t: u64, _seq: u64) -> String {
     format!(
         "42[\"webrtc:ice_candidate\",{{\"roomId\":\"{room}\",\"candidate\":{{\"candidate\":\"candidate:842163049 1 udp 1677729535 192.168.1.20 54321 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag sXbM network-cost 999\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}},\"t\":{t}}}]"
     )
 }
 
+/// A chat message whose content carries the send time; a client message id
+/// per message, as the seeds' clients send.
+fn chat_message(room: &str, t: u64, seq: u64) -> String {
+    format!(
+        "42[\"chat:send_message\",{{\"roomId\":\"{room}\",\"content\":\"t{t} — is the noise from the front left wheel when braking?\",\"clientMessageId\":\"k{seq}\"}}]"
+    )
+}
+
+/// `sender` is the connection and the room it sends to.
 async fn send_loop(
     ctx: Rc<Ctx>,
-    conn: Conn,
-    room: String,
+    flow: Flow,
+    (conn, room): (Conn, String),
     stats: Arc<PairStats>,
     stop_at: Instant,
     paced: Option<(Duration, Duration)>,
@@ -363,7 +492,7 @@ async fn send_loop(
                             .await
                             .map_err(|e| e.to_string())?;
                     }
-                    sink.send(Message::text(candidate(&room, ctx.micros())))
+                    sink.send(Message::text((flow.frame)(&room, ctx.micros(), sent)))
                         .await
                         .map_err(|e| e.to_string())?;
                     sent += 1;
@@ -386,7 +515,7 @@ async fn send_loop(
                             .map_err(|e| e.to_string())?;
                     }
                     for _ in in_flight..window {
-                        sink.feed(Message::text(candidate(&room, ctx.micros())))
+                        sink.feed(Message::text((flow.frame)(&room, ctx.micros(), sent)))
                             .await
                             .map_err(|e| e.to_string())?;
                         sent += 1;
@@ -404,6 +533,7 @@ async fn send_loop(
 
 async fn receive_loop(
     ctx: Rc<Ctx>,
+    flow: Flow,
     conn: Conn,
     stats: Arc<PairStats>,
     (from, to): (u64, u64),
@@ -427,16 +557,16 @@ async fn receive_loop(
             let _ = ws.send(Message::text("3")).await;
             continue;
         }
-        if !t.starts_with("42[\"webrtc:ice_candidate\"") {
+        if !t.starts_with(flow.received) {
             continue;
         }
         let now = ctx.micros();
         stats.received.fetch_add(1, Ordering::Relaxed);
         stats.notify.notify_one();
         if let Some(sent) = t
-            .find(",\"t\":")
-            .map(|i| &t[i + 5..])
-            .and_then(|rest| rest.split([',', '}']).next())
+            .find(flow.marker)
+            .map(|i| &t[i + flow.marker.len()..])
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|n| n.parse::<u64>().ok())
             && sent >= from
             && sent < to
@@ -622,6 +752,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             Scenario::Setup { pairs, rate } => (
                 format!("setup {pairs} pairs {rate}/s"),
                 setup_scenario(&ctx, pairs, rate).await?,
+            ),
+            Scenario::Chat {
+                pairs,
+                rate,
+                seconds,
+                window,
+            } => (
+                if rate == 0 {
+                    format!("chat {pairs} pairs saturated")
+                } else {
+                    format!("chat {pairs} pairs {rate}/s")
+                },
+                chat_scenario(&ctx, pairs, rate, seconds, window).await?,
             ),
             Scenario::All => continue,
         };

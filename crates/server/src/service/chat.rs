@@ -9,7 +9,7 @@ use consultd_domain::{
     ChatDuration, ChatError, ChatSession, ChatStatus, Concern, MessageContent, Principal, Status,
     Timestamp, Transition, UserId,
 };
-use consultd_persistence::{ChatMessage, ChatRepo, ChatScope};
+use consultd_persistence::{ChatMessage, ChatRepo, ChatScope, DatabaseTransaction};
 
 use super::consult::{ConsultService, commit, record_creation, record_transition, require_guest};
 use super::views::{ChatMessageView, ChatSessionView, ChatStatusView};
@@ -321,23 +321,29 @@ impl ConsultService {
         broadcast: impl FnOnce(&ChatMessageView),
     ) -> Result<Posted, ApiError> {
         let me = p.user_id.as_str();
-        if let Some(cmid) = &client_message_id
-            && let Some(stored) = ChatRepo
-                .by_client_id(self.db().conn(), room_id, me, cmid)
-                .await?
-        {
-            return Ok(Posted {
-                message: ChatMessageView::from(&stored),
-                created: false,
-            });
-        }
         let txn = self.db().begin_write().await?;
         let session = ChatRepo
             .lock(&*txn, room_id)
             .await?
             .filter(|s| s.may_join(&p.user_id))
             .ok_or_else(|| ApiError::forbidden("you may not post in this chat room"))?;
+        // A resend is found by its client message id only when the insert
+        // says so (or the session is over): one round trip less per message.
+        let tx: &DatabaseTransaction = &txn;
+        let resent = |cmid: String| async move {
+            let stored = ChatRepo.by_client_id(tx, room_id, me, &cmid).await?;
+            Ok::<_, ApiError>(stored.map(|m| Posted {
+                message: ChatMessageView::from(&m),
+                created: false,
+            }))
+        };
         if !session.accepts_messages() {
+            // A message stored before the end still gets its answer.
+            if let Some(cmid) = client_message_id
+                && let Some(posted) = resent(cmid).await?
+            {
+                return Ok(posted);
+            }
             return Err(ApiError::Conflict("the chat session has ended".into()));
         }
         let message = ChatMessage {
@@ -350,17 +356,11 @@ impl ConsultService {
             created_at: now(),
         };
         if !ChatRepo.insert_message(&*txn, &message).await? {
-            // Another tab (or node) stored this resend first.
-            drop(txn);
-            let cmid = message.client_message_id.as_deref().unwrap_or_default();
-            let stored = ChatRepo
-                .by_client_id(self.db().conn(), room_id, me, cmid)
+            // A resend (or another tab's, or another node's, at the same time).
+            let cmid = message.client_message_id.clone().unwrap_or_default();
+            return resent(cmid)
                 .await?
-                .ok_or_else(|| ApiError::internal("a conflicting message vanished"))?;
-            return Ok(Posted {
-                message: ChatMessageView::from(&stored),
-                created: false,
-            });
+                .ok_or_else(|| ApiError::internal("a conflicting message vanished"));
         }
         let view = ChatMessageView::from(&message);
         let _ordered = self.inner.order.lock(&session.id).await;
