@@ -392,6 +392,39 @@ async fn messages_are_stored_then_broadcast_to_the_room_including_the_sender() {
     shop.stop().await;
 }
 
+/// The ack really is lost: the client sends and its connection drops before
+/// the answers; what the server read before the drop is still stored and
+/// delivered, in order. The client reconnects, joins again and resends the
+/// last one: nothing new is stored.
+#[tokio::test]
+async fn a_resend_after_a_dropped_ack_stores_one_message() {
+    let shop = Shop::open().await;
+    let (id, c, mut m) = shop.live(json!({})).await;
+    for i in 0..20 {
+        c.emit(
+            "chat:send_message",
+            json!({ "roomId": id, "content": format!("line {i}"), "clientMessageId": format!("d{i}") }),
+        );
+    }
+    c.disconnect();
+    let mut got = vec![];
+    for _ in 0..20 {
+        got.push(m.expect_event("chat:new_message").await.remove(0));
+    }
+    let contents: Vec<&str> = got.iter().map(|g| g["content"].as_str().unwrap()).collect();
+    let want: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+    assert_eq!(contents, want);
+    let mut c = shop.app.connect(&shop.customer).await;
+    join(&mut c, &id).await;
+    let ack = send(&mut c, &id, "line 19", Some("d19")).await;
+    assert_eq!(ack["message"], got[19]);
+    assert_eq!(ack["duplicate"], true);
+    m.expect_no_event("chat:new_message", QUIET).await;
+    let (_, history) = shop.history(&id, "", &shop.mechanic).await;
+    assert_eq!(history["data"], json!(got));
+    shop.stop().await;
+}
+
 /// One socket's messages arrive in the order it sent them, without waiting
 /// for acks, even though each is stored before it is broadcast.
 #[tokio::test]

@@ -38,8 +38,13 @@ pub(super) async fn authenticate(
     socket.on_disconnect(async move |reason: DisconnectReason| {
         metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
         let _entered = ctx.span.enter();
-        signal::leave_all(&ctx, &rooms);
         tracing::info!(%reason, "socket disconnected");
+        // After the events it sent before going: they are still handled.
+        let leaving = ctx.clone();
+        ctx.after_received(move || {
+            let _entered = leaving.span.enter();
+            signal::leave_all(&leaving, &rooms);
+        });
     });
     Ok(())
 }

@@ -70,6 +70,8 @@ pub(crate) struct JoinedRooms {
 struct Lane {
     busy: bool,
     waiting: VecDeque<(Incoming, Reply)>,
+    /// Runs once the lane drains (the socket's disconnect cleanup).
+    after: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// Per-socket state, built once when the socket is authenticated.
@@ -119,6 +121,20 @@ impl SocketCtx {
             .iter()
             .find(|(a, r)| r.kind == kind && &**a == alias)
             .map(|(_, r)| r.clone())
+    }
+
+    /// Runs `f` once every event already received has been handled: now if
+    /// none is running, else when the lane drains. A disconnect uses it, so
+    /// a message read just before the connection dropped is still stored
+    /// and delivered, not refused because its sender already left the room.
+    pub(crate) fn after_received(&self, f: impl FnOnce() + Send + 'static) {
+        let mut lane = lock(&self.lane);
+        if lane.busy {
+            lane.after = Some(Box::new(f));
+            return;
+        }
+        drop(lane);
+        f();
     }
 
     /// Drops every alias of `room` from this socket's list.
@@ -196,10 +212,18 @@ async fn run_lane(ctx: Arc<SocketCtx>, state: AppState, s: Sock, first: Incoming
             let _entered = ctx.span.enter();
             handle_inline(&ctx, &state, event, reply);
         }
-        let mut lane = lock(&ctx.lane);
-        next = lane.waiting.pop_front();
-        if next.is_none() {
-            lane.busy = false;
+        let after = {
+            let mut lane = lock(&ctx.lane);
+            next = lane.waiting.pop_front();
+            if next.is_none() {
+                lane.busy = false;
+                lane.after.take()
+            } else {
+                None
+            }
+        };
+        if let Some(after) = after {
+            after();
         }
     }
 }
