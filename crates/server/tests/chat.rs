@@ -822,6 +822,30 @@ async fn ending_refuses_new_messages_and_tells_both() {
     shop.stop().await;
 }
 
+/// A join racing the end: whichever wins, the room knows the session is
+/// over afterwards (typing is refused), even when the end committed while
+/// the join was between reading the session and entering the room.
+#[tokio::test]
+async fn a_join_racing_the_end_never_misses_it() {
+    let shop = Shop::open().await;
+    for round in 0..15 {
+        let id = id_of(&shop.intake(json!({})).await);
+        shop.accept(&id).await;
+        let mut c = shop.app.connect(&shop.customer).await;
+        let joined = c.emit_ack_later("chat:join_room", json!({ "roomId": id }));
+        let (status, _) = shop.act(&id, "end", &shop.mechanic).await;
+        assert_eq!(status, 200);
+        assert_eq!(joined.await.unwrap()["ok"], true, "round {round}");
+        let ack = c
+            .emit_ack("chat:typing", json!({ "roomId": id, "isTyping": true }))
+            .await;
+        assert_eq!(code(&ack), "conflict", "round {round}");
+        let ack = send(&mut c, &id, "late", None).await;
+        assert_eq!(code(&ack), "conflict", "round {round}");
+    }
+    shop.stop().await;
+}
+
 /// The timer ends a live session at `ends_at`, once, and tells both.
 #[tokio::test]
 async fn the_timer_ends_a_live_session_on_time() {

@@ -308,6 +308,14 @@ impl ConsultService {
         })
     }
 
+    /// Whether the session is over (or gone), read now.
+    pub async fn chat_has_ended(&self, id: &str) -> Result<bool, ApiError> {
+        Ok(ChatRepo
+            .find(self.db().conn(), id)
+            .await?
+            .is_none_or(|s| !s.accepts_messages()))
+    }
+
     /// `chat:send_message`: stores the message, then `broadcast`s it (under
     /// the room's order lock, so a room's messages leave in commit order).
     /// A resend with the same client message id returns the stored message

@@ -101,28 +101,37 @@ pub(crate) async fn join(
         .into_iter()
         .map(|(user, message)| (user, Json::String(message)))
         .collect();
-    let ended = !grant.session.accepts_messages();
     let room = state.rooms.chat_enter(&grant.session.id);
-    if ended {
-        room.lock().ended = true;
-    }
-    let admitted = signal::admit(
-        ctx,
-        socket,
-        &room,
-        alias.into(),
-        false,
-        reply,
-        |_, alias| {
-            json!({
-                "ok": true,
-                "roomId": alias,
-                "messages": grant.messages,
-                "session": session,
-                "readMarkers": read_markers,
-            })
-        },
-    );
+    // An end that committed after the grant was read but before this room
+    // was registered found no room to mark; an end after this point does.
+    // So one more read, now, leaves no gap.
+    let ended = if grant.session.accepts_messages() {
+        state.consult.chat_has_ended(&grant.session.id).await
+    } else {
+        Ok(true)
+    };
+    let admitted = ended.and_then(|ended| {
+        if ended {
+            room.lock().ended = true;
+        }
+        signal::admit(
+            ctx,
+            socket,
+            &room,
+            alias.into(),
+            false,
+            reply,
+            |_, alias| {
+                json!({
+                    "ok": true,
+                    "roomId": alias,
+                    "messages": grant.messages,
+                    "session": session,
+                    "readMarkers": read_markers,
+                })
+            },
+        )
+    });
     state.rooms.chat_exit(&room);
     let present = admitted?;
     if present.len() >= 2
