@@ -96,16 +96,6 @@ impl Shop {
     }
 }
 
-fn id_of(row: &Value) -> String {
-    row["id"].as_str().unwrap().to_owned()
-}
-
-fn millis(v: &Value) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
-        .unwrap()
-        .timestamp_millis()
-}
-
 async fn join(c: &mut SioClient, room: &str) -> Value {
     c.emit_ack("chat:join_room", json!({ "roomId": room }))
         .await
@@ -117,10 +107,6 @@ async fn send(c: &mut SioClient, room: &str, content: &str, cmid: Option<&str>) 
         body["clientMessageId"] = json!(cmid);
     }
     c.emit_ack("chat:send_message", body).await
-}
-
-fn code(ack: &Value) -> &str {
-    ack["error"]["code"].as_str().unwrap_or("<ok>")
 }
 
 /// Seed 004's test 1 and 2: the customer is in the room first; the

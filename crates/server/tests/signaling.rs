@@ -55,10 +55,6 @@ async fn join(c: &mut SioClient, room: &str) -> Value {
         .await
 }
 
-fn code(ack: &Value) -> &str {
-    ack["error"]["code"].as_str().unwrap_or("<ok>")
-}
-
 /// The events named `name` among those received within `wait`.
 async fn collect(c: &mut SioClient, name: &str, wait: Duration) -> Vec<Value> {
     c.drain(wait)

@@ -66,16 +66,6 @@ impl School {
     }
 }
 
-fn id_of(row: &Value) -> String {
-    row["id"].as_str().unwrap().to_owned()
-}
-
-fn millis(v: &Value) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
-        .unwrap()
-        .timestamp_millis()
-}
-
 #[tokio::test]
 async fn the_call_flow_of_seed_003() {
     let s = School::open().await;

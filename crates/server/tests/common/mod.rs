@@ -202,6 +202,23 @@ impl TestApp {
 }
 
 /// Signs arbitrary claims with the test secret (or another one).
+/// A row's `id`.
+pub fn id_of(row: &Value) -> String {
+    row["id"].as_str().unwrap().to_owned()
+}
+
+/// A contract timestamp as milliseconds since the epoch.
+pub fn millis(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// A refused ack's error code (`<ok>` for a success).
+pub fn code(ack: &Value) -> &str {
+    ack["error"]["code"].as_str().unwrap_or("<ok>")
+}
+
 pub fn sign(claims: Value, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
