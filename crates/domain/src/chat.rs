@@ -267,14 +267,22 @@ impl ChatSession {
     }
 
     /// Either participant ends it (the customer may withdraw a `pending`
-    /// request). Ending an ended session is a no-op.
+    /// request). Ending an ended session is a no-op. Someone who may see it
+    /// but is not in it (a host looking at an open request, an admin) is
+    /// refused as the wrong role; anyone else does not know it exists.
     pub fn end(
         &mut self,
-        by: &UserId,
+        by: &Principal,
         now: Timestamp,
     ) -> Result<Option<Transition<ChatStatus>>, ChatError> {
-        if self.side_of(by).is_none() {
-            return Err(ChatError::NotParticipant);
+        if self.side_of(&by.user_id).is_none() {
+            return Err(if self.visible_to(by) {
+                ChatError::WrongRole(
+                    "only the customer or the assigned host may end a chat session",
+                )
+            } else {
+                ChatError::NotParticipant
+            });
         }
         if self.status == ChatStatus::Ended {
             return Ok(None);
@@ -405,7 +413,7 @@ mod tests {
                     let before = s.clone();
                     let got = match cmd {
                         Cmd::Accept => s.accept(&p, now),
-                        Cmd::End => s.end(&p.user_id, now),
+                        Cmd::End => s.end(&p, now),
                     };
                     let assigned = status != S::Pending;
                     let expected: Result<Option<S>, ChatError> = match (cmd, id) {
@@ -426,6 +434,19 @@ mod tests {
                                 Ok(Some(S::Ended))
                             }
                         }
+                        // Hosts may see an open request, admins everything:
+                        // the wrong role. Others do not know it exists.
+                        (Cmd::End, "other-mech") if status == S::Pending => {
+                            Err(ChatError::WrongRole(
+                                "only the customer or the assigned host may end a chat session",
+                            ))
+                        }
+                        (Cmd::End, "mech") if status == S::Pending => Err(ChatError::WrongRole(
+                            "only the customer or the assigned host may end a chat session",
+                        )),
+                        (Cmd::End, "admin") => Err(ChatError::WrongRole(
+                            "only the customer or the assigned host may end a chat session",
+                        )),
                         (Cmd::End, _) => Err(ChatError::NotParticipant),
                     };
                     let label = format!("{status:?} {cmd:?} by {id}");
@@ -530,7 +551,8 @@ mod tests {
     #[test]
     fn an_ended_session_is_refused_by_the_timer_after_a_manual_end() {
         let mut s = session_in(ChatStatus::Live);
-        s.end(&user("mech"), t0() + Duration::minutes(2)).unwrap();
+        s.end(&principal("mech", "mechanic"), t0() + Duration::minutes(2))
+            .unwrap();
         assert_eq!(s.on_timeout(t0() + Duration::hours(1)), None);
         assert_eq!(s.ended_at, Some(t0() + Duration::minutes(2)));
     }

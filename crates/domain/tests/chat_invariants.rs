@@ -67,7 +67,7 @@ proptest! {
             let before = s.clone();
             let step = match &op {
                 Op::Accept(i) => s.accept(&principal(*i), now).map(|t| t.map(|t| (t, "accept"))),
-                Op::End(i) => s.end(&principal(*i).user_id, now).map(|t| t.map(|t| (t, "end"))),
+                Op::End(i) => s.end(&principal(*i), now).map(|t| t.map(|t| (t, "end"))),
                 Op::Presence(bits) => {
                     presence = (0..4)
                         .filter(|b| bits & (1 << b) != 0)

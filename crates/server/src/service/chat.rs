@@ -15,7 +15,7 @@ use super::consult::{ConsultService, commit, record_creation, record_transition,
 use super::views::{ChatMessageView, ChatSessionView, ChatStatusView};
 use super::{new_id, now};
 use crate::error::ApiError;
-use crate::telemetry::CHAT_MESSAGES;
+use crate::telemetry::{CHAT_MESSAGES, CHAT_TRANSITIONS};
 use crate::timers::Deadline;
 
 /// The most sessions one list returns.
@@ -110,16 +110,7 @@ impl ConsultService {
             .ok_or_else(|| ApiError::not_found("no such chat session"))?;
         let step = match command {
             ChatCommand::Accept => session.accept(p, now),
-            ChatCommand::End => {
-                if session.visible_to(p) && session.side_of(&p.user_id).is_none() {
-                    // A host looking at an open request, or an admin.
-                    Err(ChatError::WrongRole(
-                        "only the customer or the assigned host may end a chat session",
-                    ))
-                } else {
-                    session.end(&p.user_id, now)
-                }
-            }
+            ChatCommand::End => session.end(p, now),
         };
         let Some(t) = step? else {
             return Ok(ChatSessionView::from(&session));
@@ -147,7 +138,7 @@ impl ConsultService {
         record_transition(&txn, actor, action, ENTITY, &session.id, t, now).await?;
         let _ordered = self.inner.order.lock(&session.id).await;
         commit(txn).await?;
-        metrics::counter!(crate::telemetry::CHAT_TRANSITIONS, "to" => t.to.as_str()).increment(1);
+        metrics::counter!(CHAT_TRANSITIONS, "to" => t.to.as_str()).increment(1);
         tracing::info!(chat = %session.id, from = t.from.as_str(), to = t.to.as_str(), "chat transition");
         match t.to {
             ChatStatus::Live => {
@@ -174,6 +165,8 @@ impl ConsultService {
     /// Both participants are in the room: a `waiting` session goes live.
     /// Called by a join with the users present; the session decides.
     pub async fn chat_presence(&self, id: &str, present: &[UserId]) -> Result<(), ApiError> {
+        // A plain read first: most joins find the session pending or
+        // already live and need no write transaction.
         let looks_waiting = ChatRepo
             .find(self.db().conn(), id)
             .await?
