@@ -657,6 +657,15 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
+/// A throughput measure's name: `relay 100 pairs saturated`, `chat 50 pairs 1000/s`.
+fn load_name(what: &str, pairs: usize, rate: u64) -> String {
+    if rate == 0 {
+        format!("{what} {pairs} pairs saturated")
+    } else {
+        format!("{what} {pairs} pairs {rate}/s")
+    }
+}
+
 fn print_table(results: &serde_json::Map<String, Value>) {
     println!(
         "{:<28} {:>14} {:>10} {:>10} {:>10}",
@@ -742,11 +751,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 seconds,
                 window,
             } => (
-                if rate == 0 {
-                    format!("relay {pairs} pairs saturated")
-                } else {
-                    format!("relay {pairs} pairs {rate}/s")
-                },
+                load_name("relay", pairs, rate),
                 relay_scenario(&ctx, pairs, rate, seconds, window).await?,
             ),
             Scenario::Setup { pairs, rate } => (
@@ -759,11 +764,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 seconds,
                 window,
             } => (
-                if rate == 0 {
-                    format!("chat {pairs} pairs saturated")
-                } else {
-                    format!("chat {pairs} pairs {rate}/s")
-                },
+                load_name("chat", pairs, rate),
                 chat_scenario(&ctx, pairs, rate, seconds, window).await?,
             ),
             Scenario::All => continue,

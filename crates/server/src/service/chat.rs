@@ -165,51 +165,57 @@ impl ConsultService {
     /// Both participants are in the room: a `waiting` session goes live.
     /// Called by a join with the users present; the session decides.
     pub async fn chat_presence(&self, id: &str, present: &[UserId]) -> Result<(), ApiError> {
-        // A plain read first: most joins find the session pending or
-        // already live and need no write transaction.
-        let looks_waiting = ChatRepo
-            .find(self.db().conn(), id)
-            .await?
-            .is_some_and(|s| s.status == ChatStatus::Waiting);
-        if !looks_waiting {
-            return Ok(());
-        }
-        let now = now();
-        let txn = self.db().begin_write().await?;
-        let Some(mut session) = ChatRepo.lock(&*txn, id).await? else {
-            return Ok(());
-        };
-        let Some(t) = session.on_presence(present, now) else {
-            return Ok(());
-        };
-        self.commit_chat(txn, None, "chat.start", &session, t, now)
-            .await
+        self.server_move(id, ChatStatus::Waiting, "chat.start", |s, now| {
+            s.on_presence(present, now)
+        })
+        .await
+        .map(drop)
     }
 
     /// The timer: a live session whose time is up ends, once.
     #[tracing::instrument(name = "chat", skip_all, fields(id = %id))]
     pub(super) async fn chat_timeout(&self, id: &str) -> Result<(), ApiError> {
-        let now = now();
-        let due = ChatRepo
+        let unmoved = self
+            .server_move(id, ChatStatus::Live, "chat.expire", |s, now| {
+                s.on_timeout(now)
+            })
+            .await?;
+        if let Some(at) = unmoved.and_then(|s| s.next_deadline()) {
+            // Woken early (a clock step): look again when it is due.
+            self.inner.timer.at(at, Deadline::ChatEnd(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// A move the server makes by itself, from `from`: a plain read first
+    /// (most calls find the session elsewhere and need no write
+    /// transaction), then lock, `step`, commit and announce. Returns the
+    /// locked session when `step` did not move it.
+    async fn server_move(
+        &self,
+        id: &str,
+        from: ChatStatus,
+        action: &str,
+        step: impl FnOnce(&mut ChatSession, Timestamp) -> Option<Transition<ChatStatus>>,
+    ) -> Result<Option<ChatSession>, ApiError> {
+        let looks_right = ChatRepo
             .find(self.db().conn(), id)
             .await?
-            .and_then(|s| s.next_deadline());
-        if due.is_none() {
-            return Ok(());
+            .is_some_and(|s| s.status == from);
+        if !looks_right {
+            return Ok(None);
         }
+        let now = now();
         let txn = self.db().begin_write().await?;
         let Some(mut session) = ChatRepo.lock(&*txn, id).await? else {
-            return Ok(());
+            return Ok(None);
         };
-        let Some(t) = session.on_timeout(now) else {
-            if let Some(at) = session.next_deadline() {
-                // Woken early (a clock step): look again when it is due.
-                self.inner.timer.at(at, Deadline::ChatEnd(id.to_owned()));
-            }
-            return Ok(());
+        let Some(t) = step(&mut session, now) else {
+            return Ok(Some(session));
         };
-        self.commit_chat(txn, None, "chat.expire", &session, t, now)
-            .await
+        self.commit_chat(txn, None, action, &session, t, now)
+            .await?;
+        Ok(None)
     }
 
     /// One session: its participants, an admin, or any host while it is
