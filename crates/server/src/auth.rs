@@ -107,6 +107,11 @@ impl Authenticator {
         })
     }
 
+    /// The class of a role name, `None` when the role mapping does not know it.
+    pub fn role_class(&self, role: &str) -> Option<consultd_domain::RoleClass> {
+        self.roles.resolve(role).map(|(_, class)| class)
+    }
+
     /// Mints a token for `consultd token` and tests. The role goes at the
     /// configured claim path, so the server accepts what it mints.
     pub fn mint(

@@ -197,6 +197,14 @@ pub struct Config {
     /// Seconds to wait for connections to close on SIGTERM before exiting anyway.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS, global = true)]
     pub shutdown_grace_secs: u64,
+    /// Serve the browser demo at `/demo/`, which mints host and guest tokens
+    /// for anyone at `POST /demo/token`: for trying consultd out, never in production.
+    #[arg(long, env = "DEMO", global = true)]
+    pub demo: bool,
+    /// The demo page's directory (default: `examples/web` under the current
+    /// directory, else in the source tree consultd was built from).
+    #[arg(long, env = "DEMO_DIR", global = true)]
+    pub demo_dir: Option<PathBuf>,
 }
 
 fn default_host_roles() -> Vec<String> {
@@ -248,11 +256,27 @@ impl Default for Config {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             log_format: LogFormat::Text,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            demo: false,
+            demo_dir: None,
         }
     }
 }
 
 impl Config {
+    /// Where the demo page is read from: `DEMO_DIR`, else `examples/web`
+    /// under the current directory (`cargo run` from a checkout), else the
+    /// source tree this binary was built from.
+    pub fn effective_demo_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.demo_dir {
+            return dir.clone();
+        }
+        let local = PathBuf::from("examples/web");
+        if local.join("index.html").is_file() {
+            return local;
+        }
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/web"))
+    }
+
     /// The database URL in force: the configured one, or the default SQLite file.
     pub fn effective_database_url(&self) -> String {
         match &self.database_url {

@@ -195,6 +195,9 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             .await
     });
     tracing::info!(%addr, database = ?state.db.backend(), "consultd listening");
+    if config.demo {
+        http::announce_demo(&config.effective_demo_dir(), addr);
+    }
     Ok(Server {
         addr,
         state,

@@ -5,6 +5,7 @@
 mod body;
 mod chat;
 mod consult;
+mod demo;
 mod health;
 mod me;
 
@@ -23,8 +24,15 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::telemetry::{HTTP_DURATION, HTTP_REQUESTS};
 
+pub(crate) use demo::announce as announce_demo;
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let demo = if state.config.demo {
+        demo::routes(&state.config.effective_demo_dir())
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -71,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat-sessions/{id}/accept", post(chat::accept))
         .route("/api/chat-sessions/{id}/end", post(chat::end))
         .route("/api/chat/{id}/messages", get(chat::history))
+        .merge(demo)
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(from_fn_with_state(state.clone(), limit_body))
