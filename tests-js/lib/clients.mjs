@@ -19,11 +19,38 @@ export function useConsultd(events) {
     await server?.stop();
   });
   return {
-    client: (kind, token, transports) => client(server, kind, token, transports, events),
+    /** `client({kind, transport}, token)` or `client(kind, token, transports)`. */
+    client: (kind, token, transports) =>
+      typeof kind === 'object'
+        ? client(server, kind.kind, token, TRANSPORTS[kind.transport], events)
+        : client(server, kind, token, transports, events),
     api: (method, path, token, body) => api(server, method, path, token, body),
     token: (sub, role, name) => server.token(sub, role, name),
   };
 }
+
+/** The three ways a client reaches the server: CONTRACT §1. */
+export const TRANSPORTS = {
+  websocket: ['websocket'],
+  polling: ['polling'],
+  upgrade: ['polling', 'websocket'],
+};
+
+/** Every client generation over every transport: the compatibility matrix. */
+export const MATRIX = ['v4', 'v2'].flatMap((kind) => Object.keys(TRANSPORTS).map((transport) => ({ kind, transport })));
+
+/**
+ * Each configuration of the matrix as the host, facing a guest of the other
+ * generation on the next transport, so every configuration plays both sides
+ * and every pair mixes generations.
+ */
+export const PAIRS = MATRIX.map(({ kind, transport }) => {
+  const names = Object.keys(TRANSPORTS);
+  const other = { kind: kind === 'v4' ? 'v2' : 'v4', transport: names[(names.indexOf(transport) + 1) % names.length] };
+  return { host: { kind, transport }, guest: other };
+});
+
+export const label = ({ kind, transport }) => `${kind}/${transport}`;
 
 /** Emits with an ack; resolves with the answer. */
 export const emitAck = (c, event, payload) => new Promise((ok) => c.socket.emit(event, payload, ok));
@@ -46,6 +73,10 @@ export async function client(server, kind, token, transports, events) {
     socket.on('connect', ok);
     socket.on('connect_error', (e) => fail(new Error(`connect_error: ${e.message}`)));
   }), 'connect');
+  if (transports.length > 1 && socket.io.engine.transport.name !== 'websocket') {
+    // An upgrade case is only one once the upgrade happened.
+    await within(5000, new Promise((ok) => socket.io.engine.once('upgrade', ok)), 'upgrade');
+  }
   return {
     socket,
     /** Resolves with the first `name` event not yet taken. */

@@ -3,7 +3,7 @@
 // messages with an idempotent resend, typing, read markers, the end.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { emitAck, sleep, useConsultd } from '../lib/clients.mjs';
+import { MATRIX, PAIRS, emitAck, label, sleep, useConsultd } from '../lib/clients.mjs';
 
 const EVENTS = [
   'session:status',
@@ -28,14 +28,9 @@ function people() {
   };
 }
 
-const CASES = [
-  { customer: ['v4', ['websocket']], mechanic: ['v2', ['polling']] },
-  { customer: ['v2', ['websocket']], mechanic: ['v4', ['polling', 'websocket']] },
-];
-
 describe('seed 004: chat sessions', () => {
-  CASES.forEach(({ customer: [ck, ct], mechanic: [mk, mt] }) => {
-    test(`customer ${ck}/${ct.join('+')}, mechanic ${mk}/${mt.join('+')}`, async () => {
+  PAIRS.forEach(({ host, guest }) => {
+    test(`mechanic ${label(host)}, customer ${label(guest)}`, async () => {
       const p = people();
       const intake = await api('POST', '/api/chat-sessions', p.customer, { concern: 'Check engine light' });
       assert.equal(intake.status, 201, JSON.stringify(intake.body));
@@ -43,7 +38,7 @@ describe('seed 004: chat sessions', () => {
       assert.equal(intake.body.data.status, 'pending');
 
       // Test 1: the customer waits alone in the room.
-      const customer = await client(ck, p.customer, ct);
+      const customer = await client(guest, p.customer);
       let ack = await emitAck(customer, 'chat:join_room', { roomId: id });
       assert.equal(ack.ok, true, JSON.stringify(ack));
       assert.deepEqual(ack.messages, []);
@@ -58,7 +53,7 @@ describe('seed 004: chat sessions', () => {
       assert.equal(late.status, 409);
       assert.equal((await customer.next('session:status')).status, 'waiting');
 
-      const mechanic = await client(mk, p.mechanic, mt);
+      const mechanic = await client(host, p.mechanic);
       ack = await emitAck(mechanic, 'chat:join_room', { roomId: id });
       assert.equal(ack.ok, true);
       assert.deepEqual(await customer.next('presence:join'), { roomId: id, userId: p.mechanicId, role: 'mechanic' });
@@ -98,14 +93,14 @@ describe('seed 004: chat sessions', () => {
     });
   });
 
-  test('strangers and the losing mechanic are refused and hear nothing', async () => {
+  MATRIX.forEach((config) => test(`strangers and the losing mechanic on ${label(config)} are refused and hear nothing`, async () => {
     const p = people();
     const id = (await api('POST', '/api/chat-sessions', p.customer, {})).body.data.id;
     await api('POST', `/api/chat-sessions/${id}/accept`, p.mechanic);
     const customer = await client('v4', p.customer, ['websocket']);
     await emitAck(customer, 'chat:join_room', { roomId: id });
-    const rival = await client('v2', p.rival, ['websocket']);
-    const stranger = await client('v4', token(`chat-nosy${n}`, 'customer'), ['polling']);
+    const rival = await client(config, p.rival);
+    const stranger = await client(config, token(`chat-nosy${n}`, 'customer'));
     for (const c of [rival, stranger]) {
       const ack = await emitAck(c, 'chat:join_room', { roomId: id });
       assert.equal(ack.error.code, 'forbidden');
@@ -118,5 +113,5 @@ describe('seed 004: chat sessions', () => {
     assert.deepEqual(stranger.pending(), []);
     assert.equal((await api('GET', `/api/chat/${id}/messages`, p.rival)).status, 404);
     for (const c of [customer, rival, stranger]) c.socket.disconnect();
-  });
+  }));
 });

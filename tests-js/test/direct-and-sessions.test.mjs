@@ -2,7 +2,7 @@
 // tutoring request) with real socket.io clients of both generations.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useConsultd } from '../lib/clients.mjs';
+import { PAIRS, label, useConsultd } from '../lib/clients.mjs';
 
 const EVENTS = [
   'call_invitation',
@@ -17,19 +17,17 @@ const { client, api, token } = useConsultd(EVENTS);
 
 const SNAKE = ['appointment_id', 'call_session_id', 'call_type', 'status', 'doctor_id', 'patient_id', 'room_id', 'expires_at'];
 
-const CASES = [
-  { host: ['v4', ['websocket']], guest: ['v2', ['polling']] },
-  { host: ['v2', ['websocket']], guest: ['v4', ['polling', 'websocket']] },
-];
+// Seed 003 is not in the compatibility matrix: two mixed pairs suffice.
+const CASES = PAIRS.filter((_, i) => i % 3 === 0);
 
 describe('seed 000: direct calls', () => {
-  CASES.forEach(({ host: [hk, ht], guest: [gk, gt] }, n) => {
-    test(`doctor ${hk}/${ht.join('+')}, patient ${gk}/${gt.join('+')}`, async () => {
+  PAIRS.forEach(({ host, guest }, n) => {
+    test(`doctor ${label(host)}, patient ${label(guest)}`, async () => {
       const doctorId = 7700 + n;
       const doctorToken = token(String(doctorId), 'doctor', 'Dr Direct');
       const patientToken = token(`direct-pat${n}`, 'patient', 'Pat Direct');
-      const doctor = await client(hk, doctorToken, ht);
-      const patient = await client(gk, patientToken, gt);
+      const doctor = await client(host, doctorToken);
+      const patient = await client(guest, patientToken);
       try {
         // The seed's sessionCreationService, verbatim.
         const appointmentId = `direct_session_${Date.now()}`;
@@ -66,12 +64,12 @@ describe('seed 000: direct calls', () => {
 });
 
 describe('seed 003: tutoring sessions', () => {
-  CASES.forEach(({ host: [hk, ht], guest: [gk, gt] }, n) => {
-    test(`teacher ${hk}/${ht.join('+')}, learner ${gk}/${gt.join('+')}`, async () => {
+  CASES.forEach(({ host, guest }, n) => {
+    test(`teacher ${label(host)}, learner ${label(guest)}`, async () => {
       const teacherToken = token(`teacher${n}`, 'teacher', 'Ms T');
       const learnerToken = token(`learner${n}`, 'learner', 'Lee');
-      const teacher = await client(hk, teacherToken, ht);
-      const learner = await client(gk, learnerToken, gt);
+      const teacher = await client(host, teacherToken);
+      const learner = await client(guest, learnerToken);
       try {
         let r = await api('POST', '/api/sessions', learnerToken, { host_id: `teacher${n}`, skill_name: 'Piano' });
         assert.equal(r.status, 201);

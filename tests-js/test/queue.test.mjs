@@ -1,9 +1,9 @@
 // The seed-001 flow with real socket.io clients, written the way the seed's
 // React hooks are: listeners registered up front, REST for the actions,
-// events for the news. One client per protocol generation on each side.
+// events for the news. Every client generation and transport, on each side.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useConsultd } from '../lib/clients.mjs';
+import { PAIRS, label, useConsultd } from '../lib/clients.mjs';
 
 const EVENTS = [
   'doctor_online',
@@ -17,18 +17,13 @@ const EVENTS = [
 ];
 const { client, api, token } = useConsultd(EVENTS);
 
-const CASES = [
-  { doctor: ['v4', ['websocket']], patient: ['v2', ['polling']] },
-  { doctor: ['v2', ['websocket']], patient: ['v4', ['polling', 'websocket']] },
-];
-
 describe('seed 001 with real clients', () => {
-  CASES.forEach(({ doctor: [dk, dt], patient: [pk, pt] }, n) => {
-    test(`doctor ${dk}/${dt.join('+')}, patient ${pk}/${pt.join('+')}`, async () => {
+  PAIRS.forEach(({ host, guest }, n) => {
+    test(`doctor ${label(host)}, patient ${label(guest)}`, async () => {
       const doctorToken = token(`doc${n}`, 'doctor', 'Dr JS');
       const patientToken = token(`pat${n}`, 'patient', 'Pat JS');
-      const doctor = await client(dk, doctorToken, dt);
-      const patient = await client(pk, patientToken, pt);
+      const doctor = await client(host, doctorToken);
+      const patient = await client(guest, patientToken);
       try {
         let r = await api('POST', '/api/schedules', doctorToken, { date: '2026-11-21', startTime: '09:00', endTime: '17:00' });
         assert.equal(r.status, 201);

@@ -3,7 +3,7 @@
 // joiner's replay, legacy names, presence with two tabs, strangers refused.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { emitAck, sleep, useConsultd } from '../lib/clients.mjs';
+import { MATRIX, PAIRS, emitAck, label, sleep, useConsultd } from '../lib/clients.mjs';
 
 const EVENTS = [
   'webrtc:offer',
@@ -33,16 +33,11 @@ async function liveCall() {
 // A 20 KB SDP with the characters SDPs carry (CRLF) and some they might.
 const BIG_SDP = `v=0\r\n${'a=candidate:1 1 udp 2122260223 10.0.0.1 5000 typ host\r\n'.repeat(360)}é"\\`;
 
-const CASES = [
-  { doctor: ['v4', ['websocket']], patient: ['v2', ['websocket']] },
-  { doctor: ['v2', ['polling']], patient: ['v4', ['polling', 'websocket']] },
-];
-
 describe('seed 002: signaling', () => {
-  CASES.forEach(({ doctor: [dk, dt], patient: [pk, pt] }) => {
-    test(`doctor ${dk}/${dt.join('+')}, patient ${pk}/${pt.join('+')}`, async () => {
+  PAIRS.forEach(({ host, guest }) => {
+    test(`doctor ${label(host)}, patient ${label(guest)}`, async () => {
       const call = await liveCall();
-      const doctor = await client(dk, call.doctorToken, dt);
+      const doctor = await client(host, call.doctorToken);
       let ack = await emitAck(doctor, 'webrtc:join_room', { roomId: call.room_id });
       assert.deepEqual(ack, { ok: true, roomId: call.room_id, peers: [] });
       // The doctor's offer goes out before the patient is there (the seed's lost offer).
@@ -51,7 +46,7 @@ describe('seed 002: signaling', () => {
       doctor.socket.emit('webrtc:ice_candidate', { roomId: call.room_id, candidate: { candidate: 'c1', sdpMLineIndex: 0 } });
 
       // The patient joins the way the seed's hook does: inside `connect`.
-      const patient = await client(pk, call.patientToken, pt);
+      const patient = await client(guest, call.patientToken);
       ack = await emitAck(patient, 'webrtc:join_room', { roomId: call.appointment_id });
       assert.deepEqual(ack.peers, [{ userId: call.doctorId, role: 'doctor' }]);
       const offer = await patient.next('webrtc:offer');
@@ -78,11 +73,11 @@ describe('seed 002: signaling', () => {
     });
   });
 
-  test('a stranger is forbidden and hears nothing', async () => {
+  MATRIX.forEach((config) => test(`a stranger on ${label(config)} is forbidden and hears nothing`, async () => {
     const call = await liveCall();
     const doctor = await client('v4', call.doctorToken, ['websocket']);
     const patient = await client('v4', call.patientToken, ['websocket']);
-    const stranger = await client('v2', token('sig-stranger', 'patient'), ['websocket']);
+    const stranger = await client(config, token(`sig-stranger${n}`, 'patient'));
     await emitAck(doctor, 'webrtc:join_room', { roomId: call.room_id });
     await emitAck(patient, 'webrtc:join_room', { roomId: call.room_id });
     for (const roomId of [call.room_id, call.appointment_id]) {
@@ -96,7 +91,7 @@ describe('seed 002: signaling', () => {
     await sleep(300);
     assert.deepEqual(stranger.pending(), []);
     for (const c of [doctor, patient, stranger]) c.socket.disconnect();
-  });
+  }));
 
   test('legacy names: join_consultation_room and webrtc_* both ways', async () => {
     const call = await liveCall();
