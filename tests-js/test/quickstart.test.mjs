@@ -1,4 +1,5 @@
-// The README's quickstart client (examples/node-quickstart) works as written.
+// The README's Node examples (examples/node-quickstart) work as written:
+// the quickstart client and seed 001's whole consultation.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -8,6 +9,7 @@ import { startConsultd } from '../lib/server.mjs';
 
 const run = promisify(execFile);
 const QUICKSTART = resolve(import.meta.dirname, '../../examples/node-quickstart/index.mjs');
+const CONSULTATION = resolve(import.meta.dirname, '../../examples/node-quickstart/consultation.mjs');
 
 let server;
 before(async () => {
@@ -30,4 +32,18 @@ test('says why a bad token is refused', async () => {
     assert.match(err.stderr, /refused: unauthorized/);
     return true;
   });
+});
+
+test('runs seed 001 from setup to the end and prints every phase', async () => {
+  const env = {
+    ...process.env,
+    CONSULTD_URL: server.url,
+    DOCTOR_TOKEN: server.token('node-doc', 'doctor', 'Dr Node'),
+    PATIENT_TOKEN: server.token('node-pat', 'patient', 'Pat Node'),
+  };
+  const { stdout } = await run('node', [CONSULTATION], { env, timeout: 20_000 });
+  const phases = [...stdout.matchAll(/phase (\w+): /g)].map((m) => m[1]);
+  assert.deepEqual(phases, ['1', '2', '3', '4', '5', '6', '7', '8', '9', 'end'], stdout);
+  assert.match(stdout, /queue: Pat Node READY/);
+  assert.match(stdout, /offer from node-doc \(candidate:doctor\), answer from node-pat \(candidate:patient\); call ACTIVE/);
 });
