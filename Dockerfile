@@ -1,17 +1,27 @@
-# consultd: build in the Rust image, run in a slim Debian with curl for the healthcheck.
+# consultd: build in the Rust image, the demo's socket.io-client with npm,
+# run in a slim Debian with curl for the healthcheck.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin consultd
+
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY examples/web/package.json examples/web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
 
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/consultd /usr/local/bin/consultd
+# The demo page, served only when DEMO is set (`--demo`).
+COPY examples/web/index.html examples/web/app.js examples/web/style.css /usr/share/consultd/demo/
+COPY --from=web /web/node_modules/socket.io-client/dist/socket.io.min.js /usr/share/consultd/demo/node_modules/socket.io-client/dist/
 ENV HOST=0.0.0.0 \
     PORT=4000 \
-    CONSULTD_DATA_DIR=/var/lib/consultd
+    CONSULTD_DATA_DIR=/var/lib/consultd \
+    DEMO_DIR=/usr/share/consultd/demo
 VOLUME /var/lib/consultd
 EXPOSE 4000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:4000/readyz || exit 1

@@ -199,7 +199,7 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Serve the browser demo at `/demo/`, which mints host and guest tokens
     /// for anyone at `POST /demo/token`: for trying consultd out, never in production.
-    #[arg(long, env = "DEMO", global = true)]
+    #[arg(long, env = "DEMO", value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub demo: bool,
     /// The demo page's directory (default: `examples/web` under the current
     /// directory, else in the source tree consultd was built from).
