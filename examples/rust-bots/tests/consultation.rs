@@ -3,12 +3,13 @@
 
 use consultd_persistence::testing::TestDatabase;
 use consultd_server::config::Config;
-use consultd_server::start;
+use consultd_server::{Server, start};
 
 const SECRET: &str = "bots-test-secret-bots-test-secret!!";
 
-#[tokio::test]
-async fn the_bots_run_seed_001_from_setup_to_the_end() {
+/// consultd on an ephemeral port and a fresh database (PostgreSQL when
+/// `TEST_DATABASE_URL` is set); the database lives as long as the server.
+async fn consultd() -> (Server, TestDatabase, String) {
     let db = TestDatabase::from_env().await.expect("test database");
     let server = start(Config {
         host: "127.0.0.1".into(),
@@ -21,12 +22,18 @@ async fn the_bots_run_seed_001_from_setup_to_the_end() {
     })
     .await
     .expect("server starts");
+    let url = format!("http://{}", server.local_addr());
+    (server, db, url)
+}
+
+#[tokio::test]
+async fn the_bots_run_seed_001_from_setup_to_the_end() {
+    let (server, _db, url) = consultd().await;
     let auth = &server.state().auth;
     let doctor = auth.mint("bot-doc", "doctor", Some("Dr Bot"), 600).unwrap();
     let patient = auth
         .mint("bot-pat", "patient", Some("Pat Bot"), 600)
         .unwrap();
-    let url = format!("http://{}", server.local_addr());
 
     let mut phases = Vec::new();
     consultd_rust_bots::run_consultation(&url, &doctor, &patient, |phase, text| {
@@ -67,19 +74,7 @@ async fn the_bots_run_seed_001_from_setup_to_the_end() {
 
 #[tokio::test]
 async fn a_bad_token_is_refused() {
-    let db = TestDatabase::from_env().await.expect("test database");
-    let server = start(Config {
-        host: "127.0.0.1".into(),
-        port: 0,
-        database_url: Some(db.url.clone()),
-        jwt_secret: Some(SECRET.into()),
-        data_dir: std::env::temp_dir().join("consultd-bots-test"),
-        log_level: "warn".into(),
-        ..Config::default()
-    })
-    .await
-    .expect("server starts");
-    let url = format!("http://{}", server.local_addr());
+    let (server, _db, url) = consultd().await;
     let good = server
         .state()
         .auth
