@@ -52,7 +52,8 @@ test('doctor and patient hold a WebRTC call in Chromium through consultd', { ski
       await page.goto(`${server.url}/demo/?role=${role}`);
       pages[role] = { page, errors };
     }
-    const { doctor, patient } = { doctor: pages.doctor.page, patient: pages.patient.page };
+    const doctor = pages.doctor.page;
+    const patient = pages.patient.page;
 
     // The patient is online first and hears the doctor start the practice.
     await patient.fill('#name', 'Pat Browser');
