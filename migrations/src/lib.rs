@@ -8,6 +8,7 @@ pub mod m20261121_000002_create_consultation;
 pub mod m20261121_000003_call_kinds;
 pub mod m20261121_000004_invitee_indexes;
 pub mod m20261121_000005_chat;
+pub mod m20261202_000006_call_end_reason;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000003_call_kinds::Migration),
             Box::new(m20261121_000004_invitee_indexes::Migration),
             Box::new(m20261121_000005_chat::Migration),
+            Box::new(m20261202_000006_call_end_reason::Migration),
         ]
     }
 }

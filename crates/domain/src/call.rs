@@ -181,6 +181,9 @@ pub struct Call {
     pub expires_at: Timestamp,
     pub confirmed_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
+    /// Ended by the server because nobody was connected any more (see
+    /// [`Call::abandon`]), not by a participant.
+    pub abandoned: bool,
 }
 
 impl Call {
@@ -206,6 +209,7 @@ impl Call {
             expires_at: now + ttl,
             confirmed_at: None,
             ended_at: None,
+            abandoned: false,
         })
     }
 
@@ -324,6 +328,20 @@ impl Call {
     pub fn on_timeout(&mut self, now: Timestamp) -> Option<Transition<CallStatus>> {
         match self.next_deadline() {
             Some(deadline) if now >= deadline => Some(self.move_to(CallStatus::Expired, now)),
+            _ => None,
+        }
+    }
+
+    /// The server's step for a call in progress (`CONFIRMED` or `ACTIVE`)
+    /// whose two participants have both been gone for the abandon time: it
+    /// ends, marked abandoned. The caller decides "gone"; any other status
+    /// is left alone.
+    pub fn abandon(&mut self, now: Timestamp) -> Option<Transition<CallStatus>> {
+        match self.status {
+            CallStatus::Confirmed | CallStatus::Active => {
+                self.abandoned = true;
+                Some(self.move_to(CallStatus::Ended, now))
+            }
             _ => None,
         }
     }
@@ -531,5 +549,33 @@ mod tests {
             assert_eq!(CallStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(CallStatus::parse("invited"), None);
+    }
+
+    /// Abandonment, for every status: only a call in progress ends, once,
+    /// marked abandoned; everything else is untouched.
+    #[test]
+    fn only_a_call_in_progress_is_abandoned() {
+        use CallStatus as S;
+        let now = t0() + Duration::seconds(600);
+        for &status in S::ALL {
+            let mut c = call_in(status, Side::Host);
+            let before = c.clone();
+            let t = c.abandon(now);
+            match status {
+                S::Confirmed | S::Active => {
+                    assert_eq!(t, Some(Transition::new(status, S::Ended)), "{status:?}");
+                    assert!(c.abandoned);
+                    assert_eq!(c.ended_at, Some(now));
+                    assert_eq!(c.next_deadline(), None);
+                    assert_eq!(c.abandon(now), None, "abandoned once");
+                    let mut again = c.clone();
+                    assert_eq!(again.handle(&user("doc"), CallCommand::End, now), Ok(None));
+                }
+                _ => {
+                    assert_eq!(t, None, "{status:?}");
+                    assert_eq!(c, before, "{status:?} unchanged");
+                }
+            }
+        }
     }
 }

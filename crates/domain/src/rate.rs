@@ -26,6 +26,18 @@ impl TokenBucket {
         self.capacity == 0.0 || self.per_second == 0.0
     }
 
+    /// Whether the bucket would be full at `now`: then it is no different
+    /// from a new one, and a keyed limiter may forget it.
+    pub fn is_full(&self, now: Instant) -> bool {
+        if self.unlimited() {
+            return true;
+        }
+        let elapsed = now
+            .checked_duration_since(self.last)
+            .unwrap_or(Duration::ZERO);
+        self.tokens + elapsed.as_secs_f64() * self.per_second >= self.capacity
+    }
+
     /// Takes one token if there is one. `now` earlier than the last call
     /// (a caller's clock quirk) refills nothing rather than panicking.
     pub fn try_take(&mut self, now: Instant) -> bool {
@@ -58,6 +70,11 @@ mod tests {
         assert!(b.try_take(t0));
         assert!(b.try_take(t0));
         assert!(!b.try_take(t0), "burst exhausted");
+        assert!(!b.is_full(t0));
+        assert!(
+            b.is_full(t0 + Duration::from_millis(300)),
+            "3 tokens at 10/s"
+        );
         assert!(!b.try_take(t0 + Duration::from_millis(50)), "half a token");
         assert!(
             b.try_take(t0 + Duration::from_millis(100)),

@@ -79,6 +79,8 @@ pub enum EndReason {
     Ended,
     /// Nobody answered before `expires_at`.
     Expired,
+    /// Accepted, then nobody stayed connected (the server ended it).
+    Abandoned,
 }
 
 impl EndReason {
@@ -93,8 +95,18 @@ impl EndReason {
         }
     }
 
+    /// Why `call` is over: its status says it, unless the server ended it
+    /// as abandoned.
+    pub fn of_call(call: &crate::Call) -> Option<Self> {
+        if call.abandoned {
+            return Some(Self::Abandoned);
+        }
+        Self::of(call.status)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Abandoned => "abandoned",
             Self::Cancelled => "cancelled",
             Self::Rejected => "rejected",
             Self::Ended => "ended",

@@ -24,6 +24,7 @@ pub struct Model {
     pub ended_at: Option<DateTimeUtc>,
     pub kind: String,
     pub skill_name: Option<String>,
+    pub end_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -97,11 +97,19 @@ impl TryFrom<call_session::Model> for CallRecord {
                 expires_at: m.expires_at,
                 confirmed_at: m.confirmed_at,
                 ended_at: m.ended_at,
+                abandoned: m.end_reason.as_deref() == Some(ABANDONED),
             },
             room_id: m.room_id,
             call_type: m.call_type,
         })
     }
+}
+
+/// `end_reason` as stored: only what the status cannot say.
+const ABANDONED: &str = "abandoned";
+
+fn end_reason(c: &Call) -> Option<String> {
+    c.abandoned.then(|| ABANDONED.to_owned())
 }
 
 /// The column holding the user id of `side`.
@@ -168,6 +176,7 @@ impl CallRepo {
             expires_at: Set(c.expires_at),
             confirmed_at: Set(c.confirmed_at),
             ended_at: Set(c.ended_at),
+            end_reason: Set(end_reason(c)),
         };
         Entity::insert(model).exec_without_returning(db).await?;
         Ok(())
@@ -204,6 +213,7 @@ impl CallRepo {
             .col_expr(Column::EndedAt, Expr::value(call.ended_at))
             .col_expr(Column::HostName, Expr::value(call.host.name.clone()))
             .col_expr(Column::GuestName, Expr::value(call.guest.name.clone()))
+            .col_expr(Column::EndReason, Expr::value(end_reason(call)))
             .filter(Column::Id.eq(call.id.as_str()))
             .filter(Column::Status.eq(t.from.as_str()))
             .exec(db)
@@ -392,6 +402,21 @@ impl CallRepo {
         user_id: &str,
     ) -> Result<bool, RepoError> {
         Ok(self.live_call(db, side, user_id).await?.is_some())
+    }
+
+    /// Every call in progress (`CONFIRMED` or `ACTIVE`, any kind), for the
+    /// abandon sweep.
+    pub async fn in_progress<C: ConnectionTrait>(
+        &self,
+        db: &C,
+    ) -> Result<Vec<CallRecord>, RepoError> {
+        Entity::find()
+            .filter(Column::Status.is_in(statuses(&[CallStatus::Confirmed, CallStatus::Active])))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(CallRecord::try_from)
+            .collect()
     }
 
     /// Every unanswered invitation with its deadline, for the expiry timer.
