@@ -99,6 +99,16 @@ pub const DEFAULT_SOCKET_BUFFER: usize = 1024;
 pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_PING_INTERVAL_SECS: u64 = 25;
+pub const DEFAULT_PING_TIMEOUT_SECS: u64 = 20;
+pub const DEFAULT_MAX_SOCKETS_PER_USER: usize = 20;
+pub const DEFAULT_HANDSHAKE_RATE: u32 = 20;
+pub const DEFAULT_HANDSHAKE_BURST: u32 = 60;
+pub const DEFAULT_RATE_LIMIT_EXEMPT: &str = "127.0.0.0/8,::1/128";
+pub const DEFAULT_REST_RATE: u32 = 20;
+pub const DEFAULT_REST_BURST: u32 = 60;
+pub const DEFAULT_ABANDON_SECS: u64 = 180;
 
 /// Server settings. Flags may be given before or after the subcommand.
 #[derive(Debug, Clone, Args)]
@@ -194,9 +204,47 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
-    /// Seconds to wait for connections to close on SIGTERM before exiting anyway.
+    /// Seconds to wait for connections to close on SIGTERM before exiting anyway
+    /// (a second SIGTERM exits at once).
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS, global = true)]
     pub shutdown_grace_secs: u64,
+    /// Seconds a client has to send a request's headers; a slower one (slowloris) is closed.
+    #[arg(long, env = "HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub header_timeout_secs: u64,
+    /// Seconds between the server's Engine.IO pings.
+    #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = DEFAULT_PING_INTERVAL_SECS, value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub ping_interval_secs: u64,
+    /// Seconds a socket may take to answer a ping before it is dropped.
+    #[arg(long, env = "PING_TIMEOUT_SECS", default_value_t = DEFAULT_PING_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub ping_timeout_secs: u64,
+    /// Sockets one user may have open at once (every tab and device); more are refused `too_many_connections` (0 = unlimited).
+    #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = DEFAULT_MAX_SOCKETS_PER_USER, global = true)]
+    pub max_sockets_per_user: usize,
+    /// Sustained Socket.IO handshakes per second per client IP; more are refused `rate_limited` (0 = unlimited).
+    #[arg(long, env = "HANDSHAKE_RATE", default_value_t = DEFAULT_HANDSHAKE_RATE, global = true)]
+    pub handshake_rate: u32,
+    /// Handshakes one client IP may make in a burst above the sustained rate (0 = unlimited).
+    #[arg(long, env = "HANDSHAKE_BURST", default_value_t = DEFAULT_HANDSHAKE_BURST, global = true)]
+    pub handshake_burst: u32,
+    /// Client networks (comma-separated CIDRs) with no handshake rate: by default
+    /// loopback, i.e. local tools and a local proxy that is not a trusted proxy.
+    #[arg(long, env = "RATE_LIMIT_EXEMPT", default_value = DEFAULT_RATE_LIMIT_EXEMPT, global = true)]
+    pub rate_limit_exempt: String,
+    /// Load balancers and proxies (comma-separated IPs or CIDRs) whose
+    /// `X-Forwarded-For` names the client; from anyone else it is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", global = true)]
+    pub trusted_proxies: String,
+    /// Sustained REST requests per second per user; more are answered 429 `rate_limited` (0 = unlimited).
+    #[arg(long, env = "REST_RATE", default_value_t = DEFAULT_REST_RATE, global = true)]
+    pub rest_rate: u32,
+    /// REST requests one user may make in a burst above the sustained rate (0 = unlimited).
+    #[arg(long, env = "REST_BURST", default_value_t = DEFAULT_REST_BURST, global = true)]
+    pub rest_burst: u32,
+    /// Seconds after which a call in progress (or an accepted tutoring
+    /// session) ends as `abandoned` when neither participant has had any
+    /// socket or REST request in that time.
+    #[arg(long = "abandon-after", env = "ABANDON_SECS", default_value_t = DEFAULT_ABANDON_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub abandon_secs: u64,
     /// Serve the browser demo at `/demo/`, which mints host and guest tokens
     /// for anyone at `POST /demo/token`: for trying consultd out, never in production.
     #[arg(long, env = "DEMO", value_parser = clap::builder::BoolishValueParser::new(), global = true)]
@@ -256,6 +304,17 @@ impl Default for Config {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             log_format: LogFormat::Text,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
+            ping_interval_secs: DEFAULT_PING_INTERVAL_SECS,
+            ping_timeout_secs: DEFAULT_PING_TIMEOUT_SECS,
+            max_sockets_per_user: DEFAULT_MAX_SOCKETS_PER_USER,
+            handshake_rate: DEFAULT_HANDSHAKE_RATE,
+            handshake_burst: DEFAULT_HANDSHAKE_BURST,
+            rate_limit_exempt: DEFAULT_RATE_LIMIT_EXEMPT.to_owned(),
+            trusted_proxies: String::new(),
+            rest_rate: DEFAULT_REST_RATE,
+            rest_burst: DEFAULT_REST_BURST,
+            abandon_secs: DEFAULT_ABANDON_SECS,
             demo: false,
             demo_dir: None,
         }

@@ -25,7 +25,7 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Expired(String),
-    #[error("too many events; slow down")]
+    #[error("too many requests; slow down")]
     RateLimited,
     #[error("{0}")]
     TooLarge(String),

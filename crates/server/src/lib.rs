@@ -11,6 +11,9 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod limits;
+pub mod presence;
+mod serve;
 pub mod service;
 pub mod socket;
 pub mod state;
@@ -22,10 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Request};
-use axum::serve::ListenerExt;
 use consultd_persistence::Db;
 use socketioxide::SocketIo;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -33,8 +34,11 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Authenticator;
 use crate::config::{Cli, Command, Config, MigrateAction, TokenArgs};
 use crate::keys::{KeySource, Keys};
+use crate::limits::{KeyedLimiter, Networks};
+use crate::presence::Presence;
+use crate::serve::Serving;
 use crate::service::{ConsultService, Notifier};
-use crate::state::AppState;
+use crate::state::{AppState, Limits};
 use crate::timers::Timer;
 
 /// Why the server could not start (or stop cleanly).
@@ -52,6 +56,8 @@ pub enum StartError {
     Cors(String),
     #[error("{0}")]
     Token(#[from] auth::MintError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A running server.
@@ -59,9 +65,9 @@ pub struct Server {
     addr: SocketAddr,
     state: AppState,
     io: SocketIo,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-    timer: JoinHandle<()>,
+    serving: Serving,
+    /// The deadline timer and the abandon sweep.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -79,24 +85,43 @@ impl Server {
         &self.io
     }
 
-    /// Stops accepting, closes every socket's transport (clients see a
-    /// transport close and reconnect elsewhere), waits for in-flight requests
-    /// up to the grace period, then closes the database pool.
+    /// Stops gracefully, within `SHUTDOWN_GRACE_SECS` in all:
+    /// 1. stops accepting (new connections are refused);
+    /// 2. lets the REST requests in flight finish and answer, pushes
+    ///    included (the Socket.IO layer is still up);
+    /// 3. closes every socket's transport (clients see a transport close and
+    ///    reconnect, to another node or to this one once it is back);
+    /// 4. waits for the remaining connections, then closes the database.
+    ///
+    /// Nothing committed is lost: every transition commits before it is
+    /// answered, and deadlines live in the database for the next start.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.io.close().await;
-        // Deadlines are in the database; the next start picks them up.
-        self.timer.abort();
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
-        match tokio::time::timeout(grace, &mut self.task).await {
-            Ok(Ok(res)) => res?,
-            Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
-            Err(_) => {
-                tracing::warn!("connections still open after the grace period; closing them");
-                self.task.abort();
-            }
+        let deadline = tokio::time::Instant::now() + grace;
+        self.serving.stop_accepting();
+        if tokio::time::timeout_at(deadline, self.state.in_flight.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.state.in_flight.count(),
+                "REST requests still running after the grace period"
+            );
+        }
+        if tokio::time::timeout_at(deadline, self.io.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sockets still closing after the grace period");
+        }
+        if tokio::time::timeout_at(deadline, self.serving.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the grace period; closing them");
+        }
+        for task in &self.tasks {
+            task.abort();
         }
         if let Err(e) = self.state.db.conn().clone().close().await {
             tracing::warn!(error = %e, "closing the database pool");
@@ -140,12 +165,32 @@ async fn open_database(config: &Config) -> Result<Db, StartError> {
 /// Starts serving on `config.host:config.port`; returns once it listens.
 pub async fn start(config: Config) -> Result<Server, StartError> {
     let auth = Arc::new(authenticator(&config)?);
+    let limits = Arc::new(Limits {
+        rest: KeyedLimiter::new(config.rest_rate, config.rest_burst),
+        handshakes: KeyedLimiter::new(config.handshake_rate, config.handshake_burst),
+        exempt: Networks::parse(&config.rate_limit_exempt, "RATE_LIMIT_EXEMPT")
+            .map_err(StartError::Config)?,
+        trusted: Networks::parse(&config.trusted_proxies, "TRUSTED_PROXIES")
+            .map_err(StartError::Config)?,
+    });
+    let cors = cors(&config.cors_origins)?;
+    // Bind before the database work: a port in use fails at once.
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .map_err(|e| {
+            StartError::Config(format!(
+                "cannot listen on {}:{} (HOST, PORT): {e}",
+                config.host, config.port
+            ))
+        })?;
+    let addr = listener.local_addr()?;
     let db = open_database(&config).await?;
     db.migrate_up().await?;
     let config = Arc::new(config);
     let (io_layer, io) = socket::layer(&config);
     let (timer, timer_rx) = Timer::channel();
     let rooms = Arc::new(socket::Rooms::new(config.replay_limits()));
+    let presence = Arc::new(Presence::new());
     let consult = ConsultService::new(
         db.clone(),
         Notifier::new(io.clone()),
@@ -162,38 +207,29 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         metrics: telemetry::metrics_handle(),
         consult: consult.clone(),
         rooms,
+        presence: presence.clone(),
+        limits,
+        in_flight: Arc::default(),
     };
     socket::register(&io, state.clone());
     // Reload before listening, so nothing due is missed.
     let deadlines = consult.deadlines().await?;
-    let timer = tokio::spawn(timers::run(timer_rx, consult, deadlines));
+    let abandon = Duration::from_secs(config.abandon_secs);
+    let tasks = vec![
+        tokio::spawn(timers::run(timer_rx, consult.clone(), deadlines)),
+        tokio::spawn(timers::sweep_abandoned(consult, presence, abandon)),
+    ];
     let app = http::router(state.clone())
         .layer(io_layer)
-        .layer(cors(&config.cors_origins)?)
+        .layer(cors)
         .layer(
             // Path only: a query string can carry `?token=`, which never goes in a log.
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
             }),
         );
-
-    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    // Signaling is many small frames: Nagle's algorithm would hold each one
-    // back waiting for the previous one's ACK (tens of milliseconds).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let header_timeout = Duration::from_secs(config.header_timeout_secs);
+    let serving = Serving::start(listener, app, header_timeout);
     tracing::info!(%addr, database = ?state.db.backend(), "consultd listening");
     if config.demo {
         http::announce_demo(&config.effective_demo_dir(), addr);
@@ -202,9 +238,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         addr,
         state,
         io,
-        stop: Some(stop),
-        task,
-        timer,
+        serving,
+        tasks,
     })
 }
 
@@ -230,12 +265,19 @@ fn cors(origins: &str) -> Result<CorsLayer, StartError> {
         .allow_credentials(true))
 }
 
-/// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+/// Serves until SIGTERM or SIGINT, then shuts down gracefully; a second
+/// signal ends the process at once.
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let server = start(config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
-    server.shutdown().await
+    tokio::select! {
+        res = server.shutdown() => res,
+        () = shutdown_signal() => {
+            tracing::warn!("second signal: exiting without waiting");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -5,8 +5,15 @@ use std::sync::Arc;
 use consultd_persistence::Db;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use std::net::IpAddr;
+
+use consultd_domain::UserId;
+
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::http::InFlight;
+use crate::limits::{KeyedLimiter, Networks};
+use crate::presence::Presence;
 use crate::service::ConsultService;
 use crate::socket::Rooms;
 
@@ -20,4 +27,21 @@ pub struct AppState {
     pub consult: ConsultService,
     /// The signaling rooms of this node (CONTRACT §3).
     pub rooms: Arc<Rooms>,
+    /// Who is connected, by user: the socket cap and abandoned calls.
+    pub presence: Arc<Presence>,
+    pub limits: Arc<Limits>,
+    /// REST requests being handled now, for the graceful stop.
+    pub in_flight: Arc<InFlight>,
+}
+
+/// Per-client limits (CONTRACT §2: one abusive client never disturbs another).
+pub struct Limits {
+    /// REST requests per user.
+    pub rest: KeyedLimiter<UserId>,
+    /// Socket.IO handshakes per client IP.
+    pub handshakes: KeyedLimiter<IpAddr>,
+    /// Client networks without a handshake rate.
+    pub exempt: Networks,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted: Networks,
 }

@@ -16,6 +16,8 @@ pub const CALL_TRANSITIONS: &str = "consultd_call_transitions_total";
 pub const HTTP_DURATION: &str = "consultd_http_request_duration_seconds";
 pub const RELAYED: &str = "consultd_signals_relayed_total";
 pub const RELAY_DROPPED: &str = "consultd_signals_dropped_total";
+pub const SOCKETS_OVERFLOWED: &str = "consultd_sockets_overflowed_total";
+pub const CALLS_ABANDONED: &str = "consultd_calls_abandoned_total";
 pub const CHAT_TRANSITIONS: &str = "consultd_chat_transitions_total";
 pub const CHAT_MESSAGES: &str = "consultd_chat_messages_total";
 
@@ -76,6 +78,14 @@ fn describe() {
     metrics::describe_counter!(
         RELAY_DROPPED,
         "Signaling messages not delivered: the receiver's send queue was full or closed"
+    );
+    metrics::describe_counter!(
+        SOCKETS_OVERFLOWED,
+        "Sockets closed because their send queue was full (a client that stopped reading)"
+    );
+    metrics::describe_counter!(
+        CALLS_ABANDONED,
+        "Calls and tutoring sessions ended because neither participant stayed connected"
     );
     metrics::describe_counter!(
         CHAT_TRANSITIONS,

@@ -8,10 +8,14 @@
 //! even with several nodes running this timer.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use consultd_domain::{CallId, Timestamp};
 use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
 
+use crate::presence::Presence;
 use crate::service::ConsultService;
 
 /// Something the server must do by itself at a given instant.
@@ -78,5 +82,30 @@ pub async fn run(
                 None => break,
             },
         }
+    }
+}
+
+/// How often the abandon sweep looks: a quarter of the abandon time,
+/// between 1 and 15 seconds (so a call ends at most that late).
+pub fn sweep_interval(after: Duration) -> Duration {
+    (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(15))
+}
+
+/// Ends calls in progress whose participants have both been gone for
+/// `after` (CONTRACT §4: abandoned). Runs until aborted. Presence is this
+/// process's, so after a restart every call gets the whole time again.
+pub async fn sweep_abandoned(service: ConsultService, presence: Arc<Presence>, after: Duration) {
+    let mut tick = tokio::time::interval(sweep_interval(after));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The first tick is immediate; nothing can be abandoned yet.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match service.abandon_idle(&presence, after).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "abandoned calls ended"),
+            Err(e) => tracing::warn!(error = %e, "abandon sweep failed; trying again next time"),
+        }
+        presence.forget_idle(after);
     }
 }

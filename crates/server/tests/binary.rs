@@ -261,3 +261,198 @@ async fn json_logs_are_one_object_per_line() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+const SECRET: &str = "shutdown-secret-shutdown-secret-42";
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for the process to exit, at most `within`; how long it took.
+async fn exited(child: &mut Child, within: Duration) -> (std::process::ExitStatus, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return (s, started.elapsed());
+        }
+        assert!(started.elapsed() < within, "still running after {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn mint(sub: &str, role: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "sub": sub, "role": role, "exp": chrono::Utc::now().timestamp() + 3600 }),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// SIGTERM while requests are in flight: each request the server accepted
+/// is answered (its row committed and its push skipped or sent, never a
+/// panic), the others are refused at connect; nothing committed is lost.
+#[tokio::test]
+async fn sigterm_under_load_answers_every_request_it_accepted() {
+    let teacher = mint("t-sd", "teacher");
+    let mut answered_total = 0;
+    for round in 0..10u64 {
+        let dir = temp_dir();
+        let env = [("JWT_SECRET", SECRET), ("REST_RATE", "0")];
+        let (mut child, port, log_path) = serve(&dir, "consultd.log", &env).await;
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        // A connected teacher, so each request also pushes `session:incoming`.
+        let _t = SioClient::connect(addr, Handshake::auth(&teacher))
+            .await
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}/api/sessions");
+        let requests: Vec<_> = (0..8)
+            .map(|i| {
+                let (url, token) = (url.clone(), mint(&format!("l-sd-{i}"), "learner"));
+                tokio::spawn(async move {
+                    reqwest::Client::new()
+                        .post(url)
+                        .bearer_auth(token)
+                        .json(&json!({ "host_id": "t-sd", "skill_name": "Chess" }))
+                        .send()
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(round % 5)).await;
+        sigterm(&child);
+        let mut answered = 0;
+        for r in requests {
+            match r.await.unwrap() {
+                Ok(res) => {
+                    assert_eq!(res.status(), 201, "round {round}");
+                    answered += 1;
+                }
+                Err(e) => assert!(
+                    e.is_connect(),
+                    "round {round}: accepted, then no answer: {e:?}"
+                ),
+            }
+        }
+        let (status, _) = exited(&mut child, Duration::from_secs(15)).await;
+        assert!(status.success(), "round {round}: {status:?}");
+        let logs = std::fs::read_to_string(&log_path).unwrap();
+        assert!(!logs.contains("panicked"), "round {round}: {logs}");
+        // What was answered is stored, and nothing else.
+        let (mut again, port, _) = serve(&dir, "again.log", &env).await;
+        let listed: serde_json::Value = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/api/sessions"))
+            .bearer_auth(&teacher)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            listed["data"].as_array().unwrap().len(),
+            answered,
+            "round {round}: rows vs answers"
+        );
+        answered_total += answered;
+        again.kill().unwrap();
+        again.wait().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    assert!(
+        answered_total > 0,
+        "no request was ever in flight at the signal"
+    );
+}
+
+/// A request whose body never finishes holds the stop: the grace period
+/// ends it, and a second SIGTERM ends it at once.
+#[tokio::test]
+async fn the_grace_period_or_a_second_sigterm_ends_the_process() {
+    use tokio::io::AsyncWriteExt;
+    for (grace, second) in [("2", false), ("30", true)] {
+        let dir = temp_dir();
+        let env = [("JWT_SECRET", SECRET), ("SHUTDOWN_GRACE_SECS", grace)];
+        let (mut child, port, _) = serve(&dir, "consultd.log", &env).await;
+        let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /api/sessions HTTP/1.1\r\nHost: c\r\nAuthorization: Bearer {}\r\nContent-Length: 1000\r\n\r\n{{",
+            mint("l-slow", "learner")
+        );
+        slow.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sigterm(&child);
+        if second {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(child.try_wait().unwrap().is_none(), "waits for the request");
+            sigterm(&child);
+            let (status, took) = exited(&mut child, Duration::from_secs(5)).await;
+            assert!(
+                took < Duration::from_secs(2),
+                "a second signal exits at once: {took:?}"
+            );
+            assert!(status.success(), "{status:?}");
+        } else {
+            let (status, took) = exited(&mut child, Duration::from_secs(10)).await;
+            assert!(
+                took >= Duration::from_millis(1500),
+                "waited for the request: {took:?}"
+            );
+            assert!(status.success(), "{status:?}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// On SIGTERM a websocket gets Engine.IO's close and a close frame, so
+/// its client reconnects by itself, instead of seeing the connection reset.
+#[tokio::test]
+async fn sigterm_closes_sockets_cleanly() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = temp_dir();
+    let (mut child, port, _) = serve(&dir, "consultd.log", &[("JWT_SECRET", SECRET)]).await;
+    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    futures_util::SinkExt::send(
+        &mut ws,
+        Message::text(format!("40{}", json!({ "token": mint("p-ws", "patient") }))),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    while let Some(Ok(Message::Text(t))) = ws.next().await {
+        let done = t.starts_with("40");
+        seen.push(t.to_string());
+        if done {
+            break;
+        }
+    }
+    sigterm(&child);
+    let mut ending = Vec::new();
+    let mut clean = false;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        match msg {
+            Ok(Message::Close(_)) => {
+                clean = true;
+                break;
+            }
+            Ok(Message::Text(t)) => ending.push(t.to_string()),
+            Ok(_) => {}
+            Err(e) => panic!("not a clean close: {e} after {ending:?}"),
+        }
+    }
+    assert!(
+        clean || ending.iter().any(|t| t == "1"),
+        "no close: {ending:?}"
+    );
+    let (status, _) = exited(&mut child, Duration::from_secs(10)).await;
+    assert!(status.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -9,15 +9,20 @@ mod demo;
 mod health;
 mod me;
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use consultd_domain::Principal;
+use futures_util::StreamExt;
+use tokio::sync::Notify;
 
 use crate::auth::bearer_token;
 use crate::error::ApiError;
@@ -25,6 +30,51 @@ use crate::state::AppState;
 use crate::telemetry::{HTTP_DURATION, HTTP_REQUESTS};
 
 pub(crate) use demo::announce as announce_demo;
+
+/// Every route: method and path template. The router serves exactly these
+/// (a unit test checks each one is routed), and the input-order tests walk
+/// them all.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/me"),
+    ("POST", "/api/schedules"),
+    ("GET", "/api/schedules"),
+    ("GET", "/api/schedules/{id}"),
+    ("POST", "/api/schedules/{id}/start"),
+    ("POST", "/api/schedules/{id}/end"),
+    ("POST", "/api/schedules/{id}/join-queue"),
+    ("GET", "/api/schedules/{id}/queue"),
+    ("POST", "/api/schedules/{id}/start-call"),
+    ("GET", "/api/queue/{id}"),
+    ("POST", "/api/queue/{id}/toggle-ready"),
+    ("POST", "/api/queue/{id}/reset"),
+    ("GET", "/api/call-sessions/status"),
+    ("POST", "/api/call-sessions/start"),
+    ("GET", "/api/call-sessions/{id}"),
+    ("POST", "/api/call-sessions/{id}/confirm"),
+    ("POST", "/api/call-sessions/{id}/decline"),
+    ("POST", "/api/call-sessions/{id}/cancel"),
+    ("POST", "/api/call-sessions/{id}/activate"),
+    ("POST", "/api/call-sessions/{id}/end"),
+    ("POST", "/api/call-sessions/{id}/set-peer-id"),
+    ("GET", "/api/pending-invitation"),
+    ("GET", "/api/audit-logs"),
+    ("POST", "/api/sessions"),
+    ("GET", "/api/sessions"),
+    ("GET", "/api/sessions/{id}"),
+    ("POST", "/api/sessions/{id}/accept"),
+    ("POST", "/api/sessions/{id}/reject"),
+    ("POST", "/api/sessions/{id}/cancel"),
+    ("POST", "/api/sessions/{id}/end"),
+    ("POST", "/api/chat-sessions"),
+    ("GET", "/api/chat-sessions"),
+    ("GET", "/api/chat-sessions/{id}"),
+    ("POST", "/api/chat-sessions/{id}/accept"),
+    ("POST", "/api/chat-sessions/{id}/end"),
+    ("GET", "/api/chat/{id}/messages"),
+];
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
@@ -84,7 +134,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(no_route)
         .layer(from_fn_with_state(state.clone(), limit_body))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(from_fn(track))
+        .layer(from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
@@ -96,7 +146,14 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        Ok(Self(state.auth.verify(&token)?))
+        let p = state.auth.verify(&token)?;
+        if !state.limits.rest.try_take(&p.user_id, Instant::now()) {
+            return Err(ApiError::RateLimited);
+        }
+        // A request is a sign of life: a call whose clients only poll REST
+        // is not abandoned.
+        state.presence.touch(&p.user_id);
+        Ok(Self(p))
     }
 }
 
@@ -109,25 +166,121 @@ async fn no_route(req: Request) -> ApiError {
     ))
 }
 
-/// Refuses a declared body over the limit before anything reads it; bodies
-/// without a length are cut by `DefaultBodyLimit` when an extractor reads them.
+/// How much of a refused body is read and thrown away, as a multiple of
+/// the limit, and for how long, so the client sees the 413 (see below).
+const DRAIN_FACTOR: usize = 4;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Refuses a body over the limit with 413. Answering while the client is
+/// still uploading and then closing makes most clients (Node's fetch,
+/// curl) report a broken pipe instead of the answer, so the rest of the
+/// body is read and discarded first, up to [`DRAIN_FACTOR`] times the
+/// limit or [`DRAIN_TIME`]; only a body larger than that (or slower) gets
+/// its answer before the upload ends. A declared length is refused without
+/// reading; a chunked body is read up to the limit and passed on if it fits.
 async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.config.max_body_bytes;
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let limit = state.config.max_body_bytes;
-    if declared.is_some_and(|len| len > limit as u64) {
-        return ApiError::TooLarge(format!("the body is larger than {limit} bytes"))
-            .into_response();
+    match declared {
+        Some(len) if len > limit as u64 => too_large(req.into_body(), limit, 0).await,
+        Some(_) => next.run(req).await,
+        None if axum::body::HttpBody::is_end_stream(req.body()) => next.run(req).await,
+        None => {
+            let (parts, body) = req.into_parts();
+            let mut stream = body.into_data_stream();
+            let mut kept: Vec<u8> = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let Ok(chunk) = chunk else {
+                    return ApiError::bad_request("the body could not be read").into_response();
+                };
+                if kept.len() + chunk.len() > limit {
+                    let read = kept.len() + chunk.len();
+                    return too_large(Body::from_stream(stream), limit, read).await;
+                }
+                kept.extend_from_slice(&chunk);
+            }
+            next.run(Request::from_parts(parts, Body::from(kept))).await
+        }
     }
-    next.run(req).await
+}
+
+/// Drains what is left of `body` (`read` bytes of it are gone already),
+/// within bounds, then answers 413; `Connection: close` if it had to stop early.
+async fn too_large(body: Body, limit: usize, read: usize) -> Response {
+    let bound = limit.saturating_mul(DRAIN_FACTOR).max(64 * 1024);
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut stream = body.into_data_stream();
+    let mut read = read;
+    let drained = loop {
+        if read > bound {
+            break false;
+        }
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len(),
+            Ok(None) => break true,
+            Ok(Some(Err(_))) | Err(_) => break false,
+        }
+    };
+    let mut res =
+        ApiError::TooLarge(format!("the body is larger than {limit} bytes")).into_response();
+    if !drained {
+        res.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    res
+}
+
+/// REST requests being handled now: the graceful stop waits for them.
+#[derive(Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Returns once no request is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// Counts requests by route template (never the raw path, whose ids would
 /// explode the label set) and records their latency.
-async fn track(req: Request, next: Next) -> Response {
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let _in_flight = state.in_flight.enter();
     let start = Instant::now();
     let method = req.method().as_str().to_owned();
     let route = req

@@ -29,8 +29,9 @@ use super::views::{
 };
 use super::{audit, new_id, now};
 use crate::error::ApiError;
+use crate::presence::Presence;
 use crate::socket::Rooms;
-use crate::telemetry::CALL_TRANSITIONS;
+use crate::telemetry::{CALL_TRANSITIONS, CALLS_ABANDONED};
 use crate::timers::{Deadline, Timer};
 
 /// `video` unless the host asks for `voice`.
@@ -670,6 +671,57 @@ impl ConsultService {
         let action = audit_action(record.origin.kind(), None);
         self.commit_call(txn, None, action, &record, t, context, now)
             .await
+    }
+
+    /// The abandon sweep's step: each call in progress (a queue or direct
+    /// call `CONFIRMED`/`ACTIVE`, an accepted tutoring session) whose two
+    /// participants have both been gone for `after` ends, marked
+    /// abandoned. Returns how many ended.
+    pub async fn abandon_idle(
+        &self,
+        presence: &Presence,
+        after: std::time::Duration,
+    ) -> Result<usize, ApiError> {
+        let mut ended = 0;
+        for r in CallRepo.in_progress(self.db().conn()).await? {
+            let c = &r.call;
+            if presence.idle_for(&c.host.user_id) >= after
+                && presence.idle_for(&c.guest.user_id) >= after
+                && self.abandon(&c.id).await?
+            {
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Ends one call as abandoned if it is still in progress (a
+    /// compare-and-set: a participant's end, or another node's sweep, may
+    /// have come first).
+    #[tracing::instrument(name = "call", skip_all, fields(id = %id))]
+    async fn abandon(&self, id: &CallId) -> Result<bool, ApiError> {
+        let now = now();
+        let Some(found) = CallRepo.find(self.db().conn(), id.as_str()).await? else {
+            return Ok(false);
+        };
+        let txn = self.db().begin_write().await?;
+        let (mut schedule, mut entry) = lock_context(&txn, &found).await?;
+        let Some(mut record) = CallRepo.lock(&*txn, id.as_str()).await? else {
+            return Ok(false);
+        };
+        let Some(t) = record.call.abandon(now) else {
+            return Ok(false);
+        };
+        let action = match record.origin.kind() {
+            CallKind::Tutoring => "session.abandon",
+            CallKind::Queue | CallKind::Direct => "call.abandon",
+        };
+        let context = (schedule.as_mut(), entry.as_mut());
+        self.commit_call(txn, None, action, &record, t, context, now)
+            .await?;
+        metrics::counter!(CALLS_ABANDONED, "kind" => record.origin.kind().as_str()).increment(1);
+        tracing::info!("nobody connected any more: ended as abandoned");
+        Ok(true)
     }
 
     /// Stores a participant's peer id and tells the other participant.

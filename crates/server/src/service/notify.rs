@@ -5,6 +5,7 @@
 use consultd_domain::UserId;
 use serde::Serialize;
 use socketioxide::SocketIo;
+use socketioxide::operators::BroadcastOperators;
 
 /// The room every guest socket joins, for `doctor_online` / `doctor_offline`.
 pub const GUESTS_ROOM: &str = "guests";
@@ -27,9 +28,21 @@ impl Notifier {
         data: &T,
     ) {
         let rooms: Vec<String> = users.iter().map(|u| u.room()).collect();
-        if let Err(e) = self.io.to(rooms).emit(event, data).await {
+        let Some(root) = self.root(event) else { return };
+        if let Err(e) = root.to(rooms).emit(event, data).await {
             tracing::warn!(event, error = %e, "push not sent");
         }
+    }
+
+    /// The root namespace, or `None` once the Socket.IO layer has closed
+    /// (shutting down): the push is skipped. The transition is committed,
+    /// and every (re)connect resyncs what the user must know.
+    fn root(&self, event: &'static str) -> Option<BroadcastOperators> {
+        let root = self.io.of("/");
+        if root.is_none() {
+            tracing::debug!(event, "push skipped: the socket layer is closed");
+        }
+        root
     }
 
     pub async fn user<T: Serialize + ?Sized>(&self, user: &UserId, event: &'static str, data: &T) {
@@ -37,7 +50,8 @@ impl Notifier {
     }
 
     pub async fn guests<T: Serialize + ?Sized>(&self, event: &'static str, data: &T) {
-        if let Err(e) = self.io.to(GUESTS_ROOM).emit(event, data).await {
+        let Some(root) = self.root(event) else { return };
+        if let Err(e) = root.to(GUESTS_ROOM).emit(event, data).await {
             tracing::warn!(event, error = %e, "push not sent");
         }
     }

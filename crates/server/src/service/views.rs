@@ -115,6 +115,9 @@ pub struct CallView {
     pub confirmed_at: Option<Timestamp>,
     #[serde(with = "opt_millis")]
     pub ended_at: Option<Timestamp>,
+    /// `abandoned` when the server ended the call because neither
+    /// participant stayed connected; otherwise the status says it all.
+    pub end_reason: Option<&'static str>,
     #[serde(flatten)]
     pub direct: Option<DirectCallFields>,
 }
@@ -180,6 +183,7 @@ impl From<&CallRecord> for CallView {
             created_at: c.created_at,
             confirmed_at: c.confirmed_at,
             ended_at: c.ended_at,
+            end_reason: c.abandoned.then_some(EndReason::Abandoned.as_str()),
             direct,
         }
     }
@@ -229,7 +233,7 @@ impl From<&CallRecord> for SessionView {
             started_at: c.confirmed_at,
             ended_at: c.ended_at,
             expires_at: c.expires_at,
-            end_reason: EndReason::of(c.status).map(EndReason::as_str),
+            end_reason: EndReason::of_call(c).map(EndReason::as_str),
         }
     }
 }

@@ -54,17 +54,12 @@ fn bad(msg: &str) -> ApiError {
     ApiError::bad_request(msg)
 }
 
-/// The payload as an object, and the chat room the socket is in.
-fn joined<'a>(
-    ctx: &SocketCtx,
-    payload: &'a RawValue,
-) -> Result<(RawObject<'a>, Arc<SignalRoom>), ApiError> {
-    let fields = RawObject::parse(payload)?;
-    let alias = fields.room_id(false)?;
-    let room = ctx
-        .joined_room(RoomKind::Chat, &alias)
-        .ok_or_else(|| ApiError::forbidden("join the chat room first"))?;
-    Ok((fields, room))
+/// The chat room the socket joined as `alias`. Asked only once the whole
+/// payload is known to be well formed: a wrong type is `bad_request`
+/// whoever sends it (parse, validate, then authorise).
+fn in_room(ctx: &SocketCtx, alias: &str) -> Result<Arc<SignalRoom>, ApiError> {
+    ctx.joined_room(RoomKind::Chat, alias)
+        .ok_or_else(|| ApiError::forbidden("join the chat room first"))
 }
 
 /// A field decoded as `T`, or `bad_request` naming it.
@@ -154,7 +149,8 @@ pub(crate) async fn send(
     ctx: &SocketCtx,
     payload: &RawValue,
 ) -> Result<Json, ApiError> {
-    let (fields, room) = joined(ctx, payload)?;
+    let fields = RawObject::parse(payload)?;
+    let alias = fields.room_id(false)?;
     let content: String = field(&fields, "content", "a string")?;
     let content =
         MessageContent::parse(content, state.config.max_chat_chars).map_err(|e| match e {
@@ -164,6 +160,7 @@ pub(crate) async fn send(
             }
         })?;
     let client_message_id = client_message_id(&fields)?;
+    let room = in_room(ctx, &alias)?;
     let posted = state
         .consult
         .post_message(
@@ -213,8 +210,10 @@ fn broadcast(room: &SignalRoom, message: &ChatMessageView) {
 /// `chat:typing {roomId, isTyping}` → `chat:typing {roomId, userId,
 /// isTyping}` to the others.
 pub(crate) fn typing(ctx: &SocketCtx, payload: &RawValue) -> Result<Json, ApiError> {
-    let (fields, room) = joined(ctx, payload)?;
+    let fields = RawObject::parse(payload)?;
+    let alias = fields.room_id(false)?;
     let is_typing: bool = field(&fields, "isTyping", "true or false")?;
+    let room = in_room(ctx, &alias)?;
     let s = room.lock();
     if s.ended {
         return Err(ApiError::Conflict("the chat session has ended".into()));
@@ -236,11 +235,13 @@ pub(crate) async fn read(
     ctx: &SocketCtx,
     payload: &RawValue,
 ) -> Result<Json, ApiError> {
-    let (fields, room) = joined(ctx, payload)?;
+    let fields = RawObject::parse(payload)?;
+    let alias = fields.room_id(false)?;
     let message_id = fields
         .get("messageId")
         .and_then(id_text)
         .ok_or_else(|| bad("`messageId` must be a message id"))?;
+    let room = in_room(ctx, &alias)?;
     let moved = state
         .consult
         .mark_read(&ctx.principal, &room.key, &message_id)

@@ -1,5 +1,8 @@
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
+use axum::extract::ConnectInfo;
 use consultd_domain::{Principal, TutoringStatus};
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
@@ -8,18 +11,34 @@ use socketioxide::socket::DisconnectReason;
 use super::dispatch::{Dispatcher, SocketCtx};
 use super::signal;
 use crate::auth::{AuthError, handshake_token};
+use crate::limits::client_ip;
 use crate::service::notify::GUESTS_ROOM;
 use crate::state::AppState;
 use crate::telemetry::{SOCKET_CONNECTIONS, SOCKET_REFUSED, SOCKETS_CONNECTED};
 
-/// The connect middleware: authenticates the handshake and, on success,
-/// wires the socket up completely before socketioxide sends CONNECT.
+/// Why a connection was refused; the `Display` form is the word the
+/// client's `connect_error` (2.x: `error`) carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Refusal {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// This client IP's handshakes came faster than `HANDSHAKE_RATE`.
+    #[error("rate_limited")]
+    RateLimited,
+    /// The user already has `MAX_SOCKETS_PER_USER` sockets open.
+    #[error("too_many_connections")]
+    TooManyConnections,
+}
+
+/// The connect middleware: the client IP's handshake rate, the token, the
+/// user's socket cap, and on success it wires the socket up completely
+/// before socketioxide sends CONNECT.
 pub(super) async fn authenticate(
     state: AppState,
     socket: SocketRef,
     auth: Option<Value>,
-) -> Result<(), AuthError> {
-    let principal = match identify(&state, &socket, auth.unwrap_or(Value::Null)) {
+) -> Result<(), Refusal> {
+    let principal = match admit(&state, &socket, auth.unwrap_or(Value::Null)) {
         Ok(p) => p,
         Err(e) => {
             metrics::counter!(SOCKET_REFUSED, "reason" => e.to_string()).increment(1);
@@ -35,8 +54,10 @@ pub(super) async fn authenticate(
     socket.extensions.insert(ctx.clone());
     socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone()));
     let rooms = state.rooms.clone();
+    let presence = state.presence.clone();
     socket.on_disconnect(async move |reason: DisconnectReason| {
         metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
+        presence.socket_closed(&ctx.principal.user_id);
         let _entered = ctx.span.enter();
         tracing::info!(%reason, "socket disconnected");
         // After the events it sent before going: they are still handled.
@@ -49,11 +70,28 @@ pub(super) async fn authenticate(
     Ok(())
 }
 
-fn identify(state: &AppState, socket: &SocketRef, auth: Value) -> Result<Principal, AuthError> {
+/// The checks in order: the cheap per-IP rate before any token is
+/// verified, then the token, then the user's socket count (counted here,
+/// released by the disconnect handler).
+fn admit(state: &AppState, socket: &SocketRef, auth: Value) -> Result<Principal, Refusal> {
     let parts = socket.req_parts();
+    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        let limits = &state.limits;
+        let ip = client_ip(peer.ip(), &parts.headers, &limits.trusted);
+        if !limits.exempt.contains(ip) && !limits.handshakes.try_take(&ip, Instant::now()) {
+            return Err(Refusal::RateLimited);
+        }
+    }
     let token = handshake_token(&auth, parts.uri.query(), &parts.headers)?
         .ok_or(AuthError::Unauthorized)?;
-    state.auth.verify(&token)
+    let principal = state.auth.verify(&token)?;
+    if !state
+        .presence
+        .socket_opened(&principal.user_id, state.config.max_sockets_per_user)
+    {
+        return Err(Refusal::TooManyConnections);
+    }
+    Ok(principal)
 }
 
 /// Runs after CONNECT has been sent; nothing the client may send depends on

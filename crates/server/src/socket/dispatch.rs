@@ -8,6 +8,7 @@
 //! done — so an offer sent right after a join is relayed, not refused.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -85,6 +86,8 @@ pub(crate) struct SocketCtx {
     /// it live, so the connect-time resync re-sends only what is older.
     pub(crate) joined_at: consultd_domain::Timestamp,
     pub(crate) joined: Mutex<JoinedRooms>,
+    /// Its send queue overflowed and its connection is being closed.
+    pub(crate) overflowed: AtomicBool,
     bucket: Mutex<TokenBucket>,
     lane: Mutex<Lane>,
 }
@@ -109,6 +112,7 @@ impl SocketCtx {
             span,
             joined_at: crate::service::now(),
             joined: Mutex::new(JoinedRooms::default()),
+            overflowed: AtomicBool::new(false),
             bucket: Mutex::new(bucket),
             lane: Mutex::new(Lane::default()),
         }

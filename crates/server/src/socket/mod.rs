@@ -33,6 +33,8 @@ pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {
         .max_payload(config.engine_max_payload())
         .max_buffer_size(config.socket_buffer)
         .ws_read_buffer_size(config.ws_read_buffer)
+        .ping_interval(std::time::Duration::from_secs(config.ping_interval_secs))
+        .ping_timeout(std::time::Duration::from_secs(config.ping_timeout_secs))
         .build_layer()
 }
 

@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use consultd_domain::{Joined, Left, Recorded, SignalKind, UserId, format_timestamp};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -18,13 +19,14 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
+use socketioxide::{SendError, SocketError};
 
 use super::dispatch::{Reply, Sock, SocketCtx};
 use super::rooms::{Peer, RoomKind, RoomState, Rooms, Signal, SignalRoom, Stored};
 use crate::error::ApiError;
 use crate::service::now;
 use crate::state::AppState;
-use crate::telemetry::{RELAY_DROPPED, RELAYED};
+use crate::telemetry::{RELAY_DROPPED, RELAYED, SOCKETS_OVERFLOWED};
 
 /// The longest room id accepted.
 const MAX_ROOM_ID_CHARS: usize = 200;
@@ -246,9 +248,11 @@ fn send_raw(socket: &Sock, event: &'static str, body: &RawValue) {
     match socket.emit(event, body) {
         Ok(()) => metrics::counter!(RELAYED).increment(1),
         Err(e) => {
-            // A receiver whose send queue is full (or that just went away).
             metrics::counter!(RELAY_DROPPED).increment(1);
             tracing::debug!(sid = %socket.id, error = %e, "relay not delivered");
+            if is_full(&e) {
+                cut_off(socket);
+            }
         }
     }
 }
@@ -256,7 +260,30 @@ fn send_raw(socket: &Sock, event: &'static str, body: &RawValue) {
 pub(crate) fn send<T: Serialize + ?Sized>(socket: &Sock, event: &'static str, body: &T) {
     if let Err(e) = socket.emit(event, body) {
         tracing::debug!(sid = %socket.id, event, error = %e, "room event not delivered");
+        if is_full(&e) {
+            cut_off(socket);
+        }
     }
+}
+
+fn is_full(e: &SendError) -> bool {
+    matches!(e, SendError::Socket(SocketError::InternalChannelFull))
+}
+
+/// A receiver whose send queue is full has stopped reading (or cannot keep
+/// up): what it misses from now on is lost, and a lost ICE candidate breaks
+/// a call silently. Its connection is closed instead, once, so its client
+/// reconnects and resyncs (rejoining replays the call's signaling).
+fn cut_off(socket: &Sock) {
+    let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() else {
+        return;
+    };
+    if ctx.overflowed.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    metrics::counter!(SOCKETS_OVERFLOWED).increment(1);
+    tracing::info!(sid = %socket.id, user = %ctx.principal.user_id, "send queue full: closing the socket so that its client resyncs");
+    socket.close_transport();
 }
 
 // ---- join ------------------------------------------------------------------

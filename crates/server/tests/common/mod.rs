@@ -242,6 +242,8 @@ pub struct Handshake {
     pub bearer: Option<String>,
     /// Engine.IO v3 / Socket.IO v4 protocol, as socket.io-client 2.x speaks.
     pub legacy: bool,
+    /// Extra request headers (e.g. `X-Forwarded-For`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Handshake {
@@ -262,6 +264,10 @@ impl Handshake {
             bearer: Some(token.to_owned()),
             ..Self::default()
         }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
     pub fn legacy(mut self) -> Self {
         self.legacy = true;
@@ -314,6 +320,12 @@ impl SioClient {
         if let Some(b) = &hs.bearer {
             req.headers_mut()
                 .insert("authorization", format!("Bearer {b}").parse().unwrap());
+        }
+        for (name, value) in &hs.headers {
+            req.headers_mut().append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
         }
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
