@@ -7,16 +7,16 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// An open Socket.IO connection on the root namespace.
-pub(crate) struct Conn {
-    pub(crate) ws: Ws,
+pub struct Conn {
+    pub ws: Ws,
     next_ack: u64,
 }
 
 /// `http://host:port` → the websocket URL of the Engine.IO endpoint.
-pub(crate) fn ws_url(base: &str) -> String {
+pub fn ws_url(base: &str) -> String {
     let base = base.trim_end_matches('/');
     let rest = base
         .strip_prefix("http://")
@@ -29,7 +29,7 @@ pub(crate) fn ws_url(base: &str) -> String {
 impl Conn {
     /// Opens the websocket, reads OPEN, sends CONNECT with the token and
     /// waits for the server's CONNECT answer.
-    pub(crate) async fn connect(url: &str, token: &str) -> Result<Self, String> {
+    pub async fn connect(url: &str, token: &str) -> Result<Self, String> {
         // Nagle off, as browsers do for websockets: small frames go now.
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
@@ -47,7 +47,7 @@ impl Conn {
         Ok(conn)
     }
 
-    pub(crate) async fn send(&mut self, frame: String) -> Result<(), String> {
+    pub async fn send(&mut self, frame: String) -> Result<(), String> {
         self.ws
             .send(Message::text(frame))
             .await
@@ -55,7 +55,7 @@ impl Conn {
     }
 
     /// The next text frame that is not a ping (pings are answered).
-    pub(crate) async fn next_text(&mut self) -> Result<String, String> {
+    pub async fn next_text(&mut self) -> Result<String, String> {
         loop {
             match self.ws.next().await {
                 Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
@@ -71,21 +71,27 @@ impl Conn {
 
     /// Emits `[event, payload]` with an ack and waits for the answer;
     /// events that arrive meanwhile are skipped.
-    pub(crate) async fn request(&mut self, event: &str, payload: &str) -> Result<String, String> {
+    pub async fn request(&mut self, event: &str, payload: &str) -> Result<String, String> {
+        self.request_raw(&format!("\"{event}\",{payload}")).await
+    }
+
+    /// The same with the packet's arguments as given (`"name",payload`),
+    /// for names and payloads that must go out exactly as written.
+    pub async fn request_raw(&mut self, args: &str) -> Result<String, String> {
         let id = self.next_ack;
         self.next_ack += 1;
-        self.send(format!("42{id}[\"{event}\",{payload}]")).await?;
+        self.send(format!("42{id}[{args}]")).await?;
         let prefix = format!("43{id}[");
         loop {
             let t = self.next_text().await?;
             if let Some(rest) = t.strip_prefix(&prefix) {
-                return Ok(rest.trim_end_matches(']').to_owned());
+                return Ok(rest.strip_suffix(']').unwrap_or(rest).to_owned());
             }
         }
     }
 
     /// Waits for an event whose frame starts with `42["<event>"`.
-    pub(crate) async fn expect(&mut self, event: &str) -> Result<String, String> {
+    pub async fn expect(&mut self, event: &str) -> Result<String, String> {
         let prefix = format!("42[\"{event}\"");
         loop {
             let t = self.next_text().await?;
@@ -96,7 +102,7 @@ impl Conn {
     }
 
     /// Keeps the connection alive (answers pings) until it closes.
-    pub(crate) async fn idle(mut self) {
+    pub async fn idle(mut self) {
         while self.next_text().await.is_ok() {}
     }
 }

@@ -14,15 +14,13 @@
 //! API first (`POST /api/call-sessions/start`), so the rooms are real live
 //! calls and every join is authorised as in production.
 
-mod eio;
-
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use eio::{Conn, ws_url};
+use consultd_loadgen::eio::{Conn, ws_url};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
