@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use consultd_persistence::entity::{audit_log, call_session, chat_session, queue_entry, schedule};
-use sea_orm::{Database, EntityTrait, QueryOrder};
+use sea_orm::{Database, EntityTrait, IsolationLevel, QueryOrder, TransactionTrait};
 
 const LIVE: [&str; 3] = ["INVITED", "CONFIRMED", "ACTIVE"];
 
@@ -36,16 +36,23 @@ pub(crate) async fn check(
 ) -> Result<(Checked, Vec<String>), String> {
     let db = Database::connect(url).await.map_err(|e| e.to_string())?;
     let err = |e: sea_orm::DbErr| e.to_string();
-    let calls = call_session::Entity::find().all(&db).await.map_err(err)?;
-    let entries = queue_entry::Entity::find().all(&db).await.map_err(err)?;
-    let schedules = schedule::Entity::find().all(&db).await.map_err(err)?;
-    let chats = chat_session::Entity::find().all(&db).await.map_err(err)?;
+    // One snapshot of every table: the server may be running (timers fire),
+    // and tables read one after another would mix before and after a commit.
+    let isolation = url
+        .starts_with("postgres")
+        .then_some(IsolationLevel::RepeatableRead);
+    let snap = db.begin_with_config(isolation, None).await.map_err(err)?;
+    let calls = call_session::Entity::find().all(&snap).await.map_err(err)?;
+    let entries = queue_entry::Entity::find().all(&snap).await.map_err(err)?;
+    let schedules = schedule::Entity::find().all(&snap).await.map_err(err)?;
+    let chats = chat_session::Entity::find().all(&snap).await.map_err(err)?;
     let audit = audit_log::Entity::find()
         .order_by_asc(audit_log::Column::At)
         .order_by_asc(audit_log::Column::Id)
-        .all(&db)
+        .all(&snap)
         .await
         .map_err(err)?;
+    let _ = snap.rollback().await;
     let _ = db.close().await;
     let mut bad = Vec::new();
 
