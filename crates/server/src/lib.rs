@@ -13,7 +13,7 @@ pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod presence;
-mod serve;
+pub mod serve;
 pub mod service;
 pub mod socket;
 pub mod state;

@@ -11,9 +11,9 @@ use consultd_domain::UserId;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::http::InFlight;
 use crate::limits::{KeyedLimiter, Networks};
 use crate::presence::Presence;
+use crate::serve::InFlight;
 use crate::service::ConsultService;
 use crate::socket::Rooms;
 
