@@ -17,6 +17,7 @@
 
 use chrono::Duration;
 
+use crate::audit::AuditAction;
 use crate::identity::UserId;
 use crate::ids::CallId;
 use crate::time::Timestamp;
@@ -107,13 +108,13 @@ impl CallCommand {
     ];
 
     /// The audit log's action name.
-    pub fn action(self) -> &'static str {
+    pub fn action(self) -> AuditAction {
         match self {
-            Self::Confirm => "call.confirm",
-            Self::Decline => "call.decline",
-            Self::Cancel => "call.cancel",
-            Self::Activate => "call.activate",
-            Self::End => "call.end",
+            Self::Confirm => AuditAction::CallConfirm,
+            Self::Decline => AuditAction::CallDecline,
+            Self::Cancel => AuditAction::CallCancel,
+            Self::Activate => AuditAction::CallActivate,
+            Self::End => AuditAction::CallEnd,
         }
     }
 }

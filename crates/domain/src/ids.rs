@@ -42,3 +42,16 @@ id_type!(
     /// A call session: an invitation and, once confirmed, the call itself.
     CallId
 );
+id_type!(
+    /// A chat session (CONTRACT §7); its chat room has the same id.
+    ChatId
+);
+id_type!(
+    /// A stored chat message.
+    MessageId
+);
+id_type!(
+    /// A room id as a client spelled it: a call's id, its `room_id`, an
+    /// appointment id, or a chat session's id.
+    RoomId
+);

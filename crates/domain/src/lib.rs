@@ -6,6 +6,7 @@
 //! virtual clock. The server crate owns I/O and calls into this crate.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod audit;
 pub mod call;
 pub mod chat;
 pub mod direct;
@@ -20,6 +21,7 @@ pub mod time;
 pub mod transition;
 pub mod tutoring;
 
+pub use audit::AuditAction;
 pub use call::{Busy, Call, CallCommand, CallError, CallStatus, Party, Side};
 pub use chat::{
     ChatDuration, ChatError, ChatSession, ChatSide, ChatStatus, Concern, ContentError,
@@ -27,7 +29,7 @@ pub use chat::{
 };
 pub use direct::{AppointmentId, DirectError, DirectStart, start_direct_call};
 pub use identity::{Principal, Role, RoleClass, RoleMap, RoleMapError, UserId};
-pub use ids::{CallId, EntryId, ScheduleId};
+pub use ids::{CallId, ChatId, EntryId, MessageId, RoomId, ScheduleId};
 pub use origin::{CallKind, CallOrigin};
 pub use queue::{EntryChange, EntryState, EntryStatus, QueueEntry, QueueError, start_queue_call};
 pub use rate::TokenBucket;

@@ -14,9 +14,11 @@
 
 use chrono::Duration;
 
+use crate::audit::AuditAction;
 use crate::call::{Busy, Call, CallError, CallStatus, Party, Side};
 use crate::identity::UserId;
 use crate::ids::{CallId, EntryId, ScheduleId};
+pub use crate::schedule::QueueError;
 use crate::schedule::{Schedule, ScheduleStatus};
 use crate::time::Timestamp;
 use crate::transition::Status;
@@ -40,19 +42,6 @@ impl Status for EntryStatus {
             Self::Done => "DONE",
         }
     }
-}
-
-/// Why a schedule or queue command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueueError {
-    /// Not the caller's schedule or entry; the caller must not learn it exists.
-    #[error("not found")]
-    NotYours,
-    #[error("{0}")]
-    BadInput(&'static str),
-    /// The current state does not allow it (409).
-    #[error("{0}")]
-    Illegal(&'static str),
 }
 
 impl QueueError {
@@ -81,7 +70,7 @@ pub struct EntryState {
 /// A change of an entry, with the state it must still be in to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryChange {
-    pub action: &'static str,
+    pub action: AuditAction,
     pub from: EntryState,
     pub to: EntryState,
 }
@@ -133,11 +122,15 @@ impl QueueEntry {
         }
         use EntryStatus as E;
         match (self.status, ready) {
-            (E::Waiting, true) => Ok(Some(self.change("queue.ready", E::Ready, None))),
+            (E::Waiting, true) => Ok(Some(self.change(AuditAction::QueueReady, E::Ready, None))),
             (E::Ready, false) if self.call_id.is_some() => Err(QueueError::Illegal(
                 "you are invited to a call; answer the invitation first",
             )),
-            (E::Ready, false) => Ok(Some(self.change("queue.unready", E::Waiting, None))),
+            (E::Ready, false) => Ok(Some(self.change(
+                AuditAction::QueueUnready,
+                E::Waiting,
+                None,
+            ))),
             (E::Waiting, false) | (E::Ready, true) => Ok(None),
             (E::InCall, _) => Err(QueueError::Illegal("you are in a call")),
             (E::Done, _) => Err(QueueError::Illegal("this queue entry is done")),
@@ -155,9 +148,11 @@ impl QueueEntry {
         }
         match self.status {
             EntryStatus::Waiting => Ok(None),
-            EntryStatus::Ready | EntryStatus::Done => {
-                Ok(Some(self.change("queue.reset", EntryStatus::Waiting, None)))
-            }
+            EntryStatus::Ready | EntryStatus::Done => Ok(Some(self.change(
+                AuditAction::QueueReset,
+                EntryStatus::Waiting,
+                None,
+            ))),
             // IN_CALL always has a live call, refused above.
             EntryStatus::InCall => Err(QueueError::Illegal("the entry has a live call")),
         }
@@ -167,7 +162,7 @@ impl QueueEntry {
     pub fn close(&mut self) -> Option<EntryChange> {
         let waiting = matches!(self.status, EntryStatus::Waiting | EntryStatus::Ready);
         (waiting && self.call_id.is_none())
-            .then(|| self.change("queue.close", EntryStatus::Done, None))
+            .then(|| self.change(AuditAction::QueueClose, EntryStatus::Done, None))
     }
 
     /// Follows a transition of this entry's live call.
@@ -184,20 +179,20 @@ impl QueueEntry {
         use EntryStatus as E;
         match (self.status, call_to) {
             (E::Ready, C::Confirmed) => {
-                Some(self.change("queue.in_call", E::InCall, Some(call_id.clone())))
+                Some(self.change(AuditAction::QueueInCall, E::InCall, Some(call_id.clone())))
             }
             (E::Ready, C::Declined | C::Cancelled | C::Expired) => {
                 let to = if schedule_open { E::Waiting } else { E::Done };
-                Some(self.change("queue.requeue", to, None))
+                Some(self.change(AuditAction::QueueRequeue, to, None))
             }
-            (E::InCall, C::Ended) => Some(self.change("queue.done", E::Done, None)),
+            (E::InCall, C::Ended) => Some(self.change(AuditAction::QueueDone, E::Done, None)),
             _ => None,
         }
     }
 
     fn change(
         &mut self,
-        action: &'static str,
+        action: AuditAction,
         to: EntryStatus,
         call_id: Option<CallId>,
     ) -> EntryChange {
@@ -251,7 +246,7 @@ pub fn start_queue_call(
                 _ => QueueError::Illegal("the call cannot be made"),
             }
         })?;
-    let change = entry.change("queue.invite", EntryStatus::Ready, Some(call_id));
+    let change = entry.change(AuditAction::QueueInvite, EntryStatus::Ready, Some(call_id));
     Ok((call, change))
 }
 

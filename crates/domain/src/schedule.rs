@@ -10,11 +10,24 @@
 
 use chrono::{NaiveDate, NaiveTime};
 
+use crate::audit::AuditAction;
 use crate::identity::UserId;
 use crate::ids::ScheduleId;
-use crate::queue::QueueError;
 use crate::time::Timestamp;
 use crate::transition::{Status, Transition};
+
+/// Why a schedule or queue command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// Not the caller's schedule or entry; the caller must not learn it exists.
+    #[error("not found")]
+    NotYours,
+    #[error("{0}")]
+    BadInput(&'static str),
+    /// The current state does not allow it (409).
+    #[error("{0}")]
+    Illegal(&'static str),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScheduleStatus {
@@ -44,10 +57,10 @@ pub enum ScheduleCommand {
 impl ScheduleCommand {
     pub const ALL: &'static [Self] = &[Self::Start, Self::End];
 
-    pub fn action(self) -> &'static str {
+    pub fn action(self) -> AuditAction {
         match self {
-            Self::Start => "schedule.start",
-            Self::End => "schedule.end",
+            Self::Start => AuditAction::ScheduleStart,
+            Self::End => AuditAction::ScheduleEnd,
         }
     }
 }

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use consultd_domain::{CallError, ChatError, DirectError, QueueError, Status, TutoringStatus};
 use consultd_persistence::RepoError;
 use serde_json::{Value, json};
 
@@ -158,6 +159,70 @@ impl<T: serde::Serialize> IntoResponse for Created<T> {
 }
 
 pub type ApiResult<T> = Result<Ok200<T>, ApiError>;
+
+// ---- the domain's refusals, in the contract's words (CONTRACT §2) ----------
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::NotYours => ApiError::not_found("not found"),
+            QueueError::BadInput(m) => ApiError::bad_request(m),
+            QueueError::Illegal(m) => ApiError::Conflict(m.to_owned()),
+        }
+    }
+}
+
+/// A call's refusal in §4/§5's words (queue and direct calls).
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::NotParticipant => ApiError::not_found("no such call session"),
+            CallError::WrongParty(_) => ApiError::forbidden(e.to_string()),
+            CallError::Illegal { from, .. } => {
+                ApiError::Conflict(format!("the call is {}", from.as_str()))
+            }
+            CallError::Expired => ApiError::Expired("the invitation has expired".into()),
+            CallError::SelfCall | CallError::BadPeerId => ApiError::bad_request(e.to_string()),
+        }
+    }
+}
+
+/// A call's refusal in §6's words (a tutoring session is a call).
+pub fn session_refusal(e: CallError) -> ApiError {
+    match e {
+        CallError::NotParticipant => ApiError::not_found("no such session"),
+        CallError::WrongParty("invitee") => ApiError::forbidden("only the teacher may do this"),
+        CallError::WrongParty(_) => ApiError::forbidden("only the learner may do this"),
+        CallError::Illegal { from, .. } => ApiError::Conflict(format!(
+            "the session is {}",
+            TutoringStatus::of(from).as_str()
+        )),
+        CallError::Expired => ApiError::Expired("the session request has expired".into()),
+        CallError::SelfCall => ApiError::bad_request("you cannot book a session with yourself"),
+        CallError::BadPeerId => ApiError::bad_request(e.to_string()),
+    }
+}
+
+impl From<DirectError> for ApiError {
+    fn from(e: DirectError) -> Self {
+        match e {
+            DirectError::SelfCall => ApiError::bad_request(e.to_string()),
+            DirectError::AppointmentTaken | DirectError::HostBusy | DirectError::CallerBusy => {
+                ApiError::Conflict(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        match e {
+            ChatError::NotParticipant => ApiError::not_found("no such chat session"),
+            ChatError::WrongRole(m) => ApiError::forbidden(m),
+            ChatError::Taken | ChatError::Illegal { .. } => ApiError::Conflict(e.to_string()),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -17,6 +18,7 @@ pub mod serve;
 pub mod service;
 pub mod socket;
 pub mod state;
+mod sync;
 pub mod telemetry;
 pub mod timers;
 
@@ -32,12 +34,14 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Cli, Command, Config, MigrateAction, TokenArgs};
 use crate::keys::{KeySource, Keys};
 use crate::limits::{KeyedLimiter, Networks};
 use crate::presence::Presence;
 use crate::serve::Serving;
-use crate::service::{ConsultService, Notifier};
+use crate::service::{CallService, Context, Services, Settings};
+use crate::socket::LocalOutbox;
 use crate::state::{AppState, Limits};
 use crate::timers::Timer;
 
@@ -64,6 +68,7 @@ pub enum StartError {
 pub struct Server {
     addr: SocketAddr,
     state: AppState,
+    rooms: Arc<socket::Rooms>,
     io: SocketIo,
     serving: Serving,
     /// The deadline timer and the abandon sweep.
@@ -78,6 +83,11 @@ impl Server {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// This node's signaling and chat rooms.
+    pub fn rooms(&self) -> &socket::Rooms {
+        &self.rooms
     }
 
     /// The Socket.IO handle, to emit to rooms.
@@ -164,6 +174,11 @@ async fn open_database(config: &Config) -> Result<Db, StartError> {
 
 /// Starts serving on `config.host:config.port`; returns once it listens.
 pub async fn start(config: Config) -> Result<Server, StartError> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with the time taken from `clock` (tests move a manual one).
+pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     let auth = Arc::new(authenticator(&config)?);
     let limits = Arc::new(Limits {
         rest: KeyedLimiter::new(config.rest_rate, config.rest_burst),
@@ -191,33 +206,36 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let (timer, timer_rx) = Timer::channel();
     let rooms = Arc::new(socket::Rooms::new(config.replay_limits()));
     let presence = Arc::new(Presence::new());
-    let consult = ConsultService::new(
-        db.clone(),
-        Notifier::new(io.clone()),
-        timer,
-        config.invite_ttl_secs,
-        config.session_ttl_secs,
-        config.chat_duration(),
-        rooms.clone(),
-    );
+    let outbox = Arc::new(LocalOutbox::new(io.clone(), rooms.clone()));
+    let ctx = Context::new(db.clone(), outbox.clone(), outbox, timer, clock.clone());
+    let settings = Settings {
+        invite_ttl: seconds(config.invite_ttl_secs),
+        session_ttl: seconds(config.session_ttl_secs),
+        chat_duration: config.chat_duration(),
+    };
+    let services = Services::new(ctx, settings);
     let state = AppState {
         config: config.clone(),
         db,
         auth,
         metrics: telemetry::metrics_handle(),
-        consult: consult.clone(),
-        rooms,
+        services: services.clone(),
+        clock: clock.clone(),
         presence: presence.clone(),
         limits,
         in_flight: Arc::default(),
     };
-    socket::register(&io, state.clone());
+    socket::register(&io, state.clone(), rooms.clone());
     // Reload before listening, so nothing due is missed.
-    let deadlines = consult.deadlines().await?;
-    let abandon = Duration::from_secs(config.abandon_secs);
+    let deadlines = services.deadlines().await?;
+    let calls = services.calls.clone();
     let tasks = vec![
-        tokio::spawn(timers::run(timer_rx, consult.clone(), deadlines)),
-        tokio::spawn(timers::sweep_abandoned(consult, presence, abandon)),
+        tokio::spawn(timers::run(timer_rx, services, deadlines, clock)),
+        tokio::spawn(sweep_abandoned(
+            calls,
+            presence,
+            Duration::from_secs(config.abandon_secs),
+        )),
     ];
     let app = http::router(state.clone())
         .layer(io_layer)
@@ -237,10 +255,36 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     Ok(Server {
         addr,
         state,
+        rooms,
         io,
         serving,
         tasks,
     })
+}
+
+fn seconds(secs: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+}
+
+/// Ends calls in progress whose participants have both been gone for
+/// `after` (CONTRACT §4: abandoned), looking every [`timers::sweep_interval`].
+/// Presence is this process's, so after a restart every call gets the whole
+/// time again.
+async fn sweep_abandoned(calls: CallService, presence: Arc<Presence>, after: Duration) {
+    timers::every(timers::sweep_interval(after), || {
+        let (calls, presence) = (&calls, &presence);
+        async move {
+            match calls.abandon_idle(presence, after).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(ended = n, "abandoned calls ended"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "abandon sweep failed; trying again next time")
+                }
+            }
+            presence.forget_idle(after);
+        }
+    })
+    .await;
 }
 
 fn cors(origins: &str) -> Result<CorsLayer, StartError> {

@@ -10,12 +10,12 @@ use std::net::IpAddr;
 use consultd_domain::UserId;
 
 use crate::auth::Authenticator;
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::limits::{KeyedLimiter, Networks};
 use crate::presence::Presence;
 use crate::serve::InFlight;
-use crate::service::ConsultService;
-use crate::socket::Rooms;
+use crate::service::Services;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -24,9 +24,9 @@ pub struct AppState {
     pub db: Db,
     pub auth: Arc<Authenticator>,
     pub metrics: PrometheusHandle,
-    pub consult: ConsultService,
-    /// The signaling rooms of this node (CONTRACT §3).
-    pub rooms: Arc<Rooms>,
+    pub services: Services,
+    /// Where the server reads the time (the services read the same one).
+    pub clock: SharedClock,
     /// Who is connected, by user: the socket cap and abandoned calls.
     pub presence: Arc<Presence>,
     pub limits: Arc<Limits>,

@@ -360,7 +360,7 @@ async fn strangers_are_forbidden_and_receive_nothing() {
         s.expect_silence(QUIET).await;
     }
     // Failed joins leave nothing behind; the call's room is the only one.
-    assert_eq!(app.server().state().rooms.len(), 1);
+    assert_eq!(app.server().rooms().len(), 1);
     app.stop().await;
 }
 
@@ -550,7 +550,7 @@ async fn when_the_call_ends_its_sockets_leave_the_room() {
     let (call, mut doctor, mut patient) = in_room(&app, "d1", "p1").await;
     doctor.emit("webrtc:offer", json!({ "roomId": call.room, "offer": 1 }));
     patient.expect_event("webrtc:offer").await;
-    assert_eq!(app.server().state().rooms.len(), 1);
+    assert_eq!(app.server().rooms().len(), 1);
 
     let (status, body) = app
         .post(
@@ -561,7 +561,7 @@ async fn when_the_call_ends_its_sockets_leave_the_room() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        app.server().state().rooms.len(),
+        app.server().rooms().len(),
         0,
         "the room and its replay are freed"
     );
@@ -598,7 +598,7 @@ async fn a_join_racing_the_end_of_the_call_never_outlives_it() {
             .emit_ack("webrtc:offer", json!({ "roomId": call.room, "offer": 1 }))
             .await;
         assert_eq!(code(&ack), "forbidden", "round {round}: join said {joined}");
-        assert_eq!(app.server().state().rooms.len(), 0, "round {round}");
+        assert_eq!(app.server().rooms().len(), 0, "round {round}");
         doctor.disconnect();
     }
     app.stop().await;

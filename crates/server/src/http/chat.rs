@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::AuthUser;
 use super::body::{JsonBody, PathId, query_pairs, query_value};
 use crate::error::{ApiError, ApiResult, Created, Ok200};
-use crate::service::chat::{ChatCommand, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::service::views::{ChatMessageView, ChatSessionView};
+use crate::service::{ChatCommand, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::state::AppState;
 
 /// Seed 004's intake: both fields optional.
@@ -38,7 +38,8 @@ pub(super) async fn create(
             })
         })
         .transpose()?;
-    s.consult
+    s.services
+        .chat
         .create_chat(&p, concern, duration)
         .await
         .map(Created)
@@ -57,7 +58,7 @@ pub(super) async fn list(
             ApiError::bad_request("status must be one of pending, waiting, live, ended")
         })?),
     };
-    s.consult.chat_sessions(&p, status).await.map(Ok200)
+    s.services.chat.chat_sessions(&p, status).await.map(Ok200)
 }
 
 pub(super) async fn one(
@@ -65,7 +66,7 @@ pub(super) async fn one(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<ChatSessionView> {
-    s.consult.chat_session(&p, &id).await.map(Ok200)
+    s.services.chat.chat_session(&p, &id).await.map(Ok200)
 }
 
 pub(super) async fn accept(
@@ -73,7 +74,8 @@ pub(super) async fn accept(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<ChatSessionView> {
-    s.consult
+    s.services
+        .chat
         .chat_command(&p, &id, ChatCommand::Accept)
         .await
         .map(Ok200)
@@ -84,7 +86,8 @@ pub(super) async fn end(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<ChatSessionView> {
-    s.consult
+    s.services
+        .chat
         .chat_command(&p, &id, ChatCommand::End)
         .await
         .map(Ok200)
@@ -108,7 +111,8 @@ pub(super) async fn history(
             .ok_or_else(|| ApiError::bad_request("limit must be a whole number from 1"))?
             .min(HISTORY_MAX),
     };
-    s.consult
+    s.services
+        .chat
         .chat_history(&p, &room_id, before, limit)
         .await
         .map(Ok200)

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::AuthUser;
 use super::body::{IdInput, JsonBody, PathId, query_pairs, query_value};
 use crate::error::{ApiError, ApiResult, Created, Ok200};
-use crate::service::consult::CallType;
+use crate::service::CallType;
 use crate::service::views::{AuditView, CallView, EntryView, ScheduleView, SessionView};
 use crate::state::AppState;
 
@@ -31,7 +31,8 @@ pub(super) async fn create_schedule(
     AuthUser(p): AuthUser,
     JsonBody(req): JsonBody<CreateSchedule>,
 ) -> Result<Created<ScheduleView>, ApiError> {
-    s.consult
+    s.services
+        .schedules
         .create_schedule(&p, &req.date, &req.start_time, &req.end_time)
         .await
         .map(Created)
@@ -41,7 +42,7 @@ pub(super) async fn my_schedules(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
 ) -> ApiResult<Vec<ScheduleView>> {
-    s.consult.my_schedules(&p).await.map(Ok200)
+    s.services.schedules.my_schedules(&p).await.map(Ok200)
 }
 
 pub(super) async fn schedule(
@@ -49,7 +50,7 @@ pub(super) async fn schedule(
     AuthUser(_): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<ScheduleView> {
-    s.consult.schedule(&id).await.map(Ok200)
+    s.services.schedules.schedule(&id).await.map(Ok200)
 }
 
 pub(super) async fn start_schedule(
@@ -57,7 +58,8 @@ pub(super) async fn start_schedule(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<ScheduleView> {
-    s.consult
+    s.services
+        .schedules
         .schedule_command(&p, &id, ScheduleCommand::Start)
         .await
         .map(Ok200)
@@ -68,7 +70,8 @@ pub(super) async fn end_schedule(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<ScheduleView> {
-    s.consult
+    s.services
+        .schedules
         .schedule_command(&p, &id, ScheduleCommand::End)
         .await
         .map(Ok200)
@@ -80,7 +83,7 @@ pub(super) async fn join_queue(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let (entry, created) = s.consult.join_queue(&p, &id).await?;
+    let (entry, created) = s.services.queue.join_queue(&p, &id).await?;
     Ok(if created {
         Created(entry).into_response()
     } else {
@@ -93,7 +96,7 @@ pub(super) async fn queue(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<Vec<EntryView>> {
-    s.consult.queue(&p, &id).await.map(Ok200)
+    s.services.queue.queue(&p, &id).await.map(Ok200)
 }
 
 #[derive(Deserialize)]
@@ -109,7 +112,8 @@ pub(super) async fn toggle_ready(
     PathId(id): PathId,
     JsonBody(req): JsonBody<ToggleReady>,
 ) -> ApiResult<EntryView> {
-    s.consult
+    s.services
+        .queue
         .toggle_ready(&p, &id, req.is_ready)
         .await
         .map(Ok200)
@@ -120,7 +124,7 @@ pub(super) async fn reset_entry(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<EntryView> {
-    s.consult.reset_entry(&p, &id).await.map(Ok200)
+    s.services.queue.reset_entry(&p, &id).await.map(Ok200)
 }
 
 pub(super) async fn entry(
@@ -128,7 +132,7 @@ pub(super) async fn entry(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<EntryView> {
-    s.consult.entry(&p, &id).await.map(Ok200)
+    s.services.queue.entry(&p, &id).await.map(Ok200)
 }
 
 #[derive(Deserialize)]
@@ -147,7 +151,8 @@ pub(super) async fn start_call(
     JsonBody(req): JsonBody<StartCall>,
 ) -> Result<Created<CallView>, ApiError> {
     let call_type = call_type(req.call_type.as_deref())?;
-    s.consult
+    s.services
+        .queue
         .start_call(&p, &id, &req.patient_id.0, call_type)
         .await
         .map(Created)
@@ -159,7 +164,11 @@ async fn call_command(
     id: String,
     cmd: CallCommand,
 ) -> ApiResult<CallView> {
-    s.consult.call_command(&p.0, &id, cmd).await.map(Ok200)
+    s.services
+        .calls
+        .call_command(&p.0, &id, cmd)
+        .await
+        .map(Ok200)
 }
 
 pub(super) async fn confirm(
@@ -215,7 +224,8 @@ pub(super) async fn set_peer_id(
     PathId(id): PathId,
     JsonBody(req): JsonBody<SetPeerId>,
 ) -> ApiResult<CallView> {
-    s.consult
+    s.services
+        .calls
         .set_peer_id(&p, &id, &req.peer_id)
         .await
         .map(Ok200)
@@ -226,7 +236,7 @@ pub(super) async fn call(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<CallView> {
-    s.consult.call(&p, &id).await.map(Ok200)
+    s.services.calls.call(&p, &id).await.map(Ok200)
 }
 
 /// The host's poll: their latest call, or `null`.
@@ -234,7 +244,7 @@ pub(super) async fn host_status(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
 ) -> ApiResult<Option<CallView>> {
-    s.consult.host_status(&p).await.map(Ok200)
+    s.services.calls.host_status(&p).await.map(Ok200)
 }
 
 /// The invitee's poll: their live invitation, or `null`.
@@ -242,7 +252,11 @@ pub(super) async fn pending_invitation(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
 ) -> ApiResult<Option<CallView>> {
-    s.consult.pending_invitation(&p.user_id).await.map(Ok200)
+    s.services
+        .calls
+        .pending_invitation(&p.user_id)
+        .await
+        .map(Ok200)
 }
 
 const AUDIT_DEFAULT_LIMIT: u64 = 100;
@@ -266,7 +280,11 @@ pub(super) async fn audit_logs(
                 ApiError::bad_request(format!("limit must be 1 to {AUDIT_MAX_LIMIT}"))
             })?,
     };
-    s.consult.audit_logs(&p, entity, limit).await.map(Ok200)
+    s.services
+        .audit
+        .audit_logs(&p, entity, limit)
+        .await
+        .map(Ok200)
 }
 
 /// `callType` / `call_type`: `video` (default) or `voice`.
@@ -317,7 +335,8 @@ pub(super) async fn start_direct_call(
     let call_type = call_type(req.call_type.as_deref())?;
     let appointment = appointment_key(req.appointment_id)?;
     let (call, created) = s
-        .consult
+        .services
+        .direct
         .start_direct_call(&p, &req.doctor_id.0, appointment, call_type)
         .await?;
     Ok(if created {
@@ -347,7 +366,8 @@ pub(super) async fn create_session(
             SkillName::MAX_CHARS
         ))
     })?;
-    s.consult
+    s.services
+        .tutoring
         .create_session(&p, &req.host_id.0, skill)
         .await
         .map(Created)
@@ -368,7 +388,7 @@ pub(super) async fn sessions(
             )
         })?),
     };
-    s.consult.sessions(&p, status).await.map(Ok200)
+    s.services.tutoring.sessions(&p, status).await.map(Ok200)
 }
 
 pub(super) async fn session(
@@ -376,7 +396,7 @@ pub(super) async fn session(
     AuthUser(p): AuthUser,
     PathId(id): PathId,
 ) -> ApiResult<SessionView> {
-    s.consult.session(&p, &id).await.map(Ok200)
+    s.services.tutoring.session(&p, &id).await.map(Ok200)
 }
 
 async fn session_command(
@@ -385,7 +405,11 @@ async fn session_command(
     id: String,
     cmd: TutoringCommand,
 ) -> ApiResult<SessionView> {
-    s.consult.session_command(&p.0, &id, cmd).await.map(Ok200)
+    s.services
+        .tutoring
+        .session_command(&p.0, &id, cmd)
+        .await
+        .map(Ok200)
 }
 
 pub(super) async fn accept_session(

@@ -2,18 +2,20 @@
 //! calls a host now. The call runs the same machine, table, timer and
 //! events as a queue call; only the way in differs.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::Duration;
 use consultd_domain::{
-    AppointmentId, Busy, CallId, CallKind, CallOrigin, DirectError, DirectStart, Party, Principal,
-    Side, Timestamp, UserId, start_direct_call,
+    AppointmentId, Busy, CallId, CallKind, CallOrigin, DirectStart, Party, Principal, Side,
+    Timestamp, UserId, start_direct_call,
 };
-use consultd_persistence::{CallRecord, CallRepo, ConnectionTrait};
+use consultd_persistence::{CallRecord, CallRepo, Conn};
 
-use super::consult::{CallType, ConsultService, commit, insert_call, require_guest};
+use super::call::{CallService, CallType, insert_call};
+use super::context::{Context, commit, new_id, require_guest};
+use super::outbox::{Audience, Push};
 use super::views::CallView;
-use super::{new_id, now};
 use crate::error::ApiError;
 
 /// How often a start that lost a unique-index race is tried again.
@@ -22,18 +24,27 @@ const RACE_RETRIES: usize = 3;
 /// How many keys past a taken one a generated key may move.
 const GENERATED_KEY_TRIES: usize = 16;
 
-impl From<DirectError> for ApiError {
-    fn from(e: DirectError) -> Self {
-        match e {
-            DirectError::SelfCall => ApiError::bad_request(e.to_string()),
-            DirectError::AppointmentTaken | DirectError::HostBusy | DirectError::CallerBusy => {
-                ApiError::Conflict(e.to_string())
-            }
-        }
-    }
+#[derive(Clone)]
+pub struct DirectService {
+    ctx: Arc<Context>,
+    calls: CallService,
+    /// How long a call invitation waits for an answer.
+    invite_ttl: Duration,
+    /// The millisecond of the last `direct_session_<ms>` key made here, so
+    /// this node never makes the same key twice.
+    last_key_ms: Arc<AtomicI64>,
 }
 
-impl ConsultService {
+impl DirectService {
+    pub fn new(calls: CallService, invite_ttl: Duration) -> Self {
+        Self {
+            ctx: calls.ctx.clone(),
+            calls,
+            invite_ttl,
+            last_key_ms: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
     /// `POST /api/call-sessions/start` by a guest. Returns the call and
     /// whether it is new (201) or the caller's live one (200).
     #[tracing::instrument(name = "direct_call", skip_all)]
@@ -57,7 +68,7 @@ impl ConsultService {
                 // requests read before either writes). If the winner was
                 // this caller's own double tap, it is the answer.
                 None => {
-                    let conn = self.db().conn();
+                    let conn = self.ctx.db.conn();
                     if let Some(live) = live_direct(conn, p, &host, appointment.as_ref()).await?
                         && live.call.guest.user_id == p.user_id
                     {
@@ -86,8 +97,8 @@ impl ConsultService {
         appointment: Option<&AppointmentId>,
         call_type: CallType,
     ) -> Result<Option<(CallView, bool)>, ApiError> {
-        let now = now();
-        let txn = self.db().begin_write().await?;
+        let now = self.ctx.now();
+        let txn = self.ctx.db.begin_write().await?;
         // "Busy" is read before the live call it may be about: under READ
         // COMMITTED a concurrent start that commits in between then shows
         // up in the second read (a resume), never as "busy" without it.
@@ -115,7 +126,7 @@ impl ConsultService {
             busy,
             CallId::new(new_id()),
             now,
-            self.inner.invite_ttl,
+            self.invite_ttl,
         )?;
         let call = match (decision, live) {
             (DirectStart::Invite(call), _) => *call,
@@ -132,18 +143,18 @@ impl ConsultService {
             origin: CallOrigin::Direct { appointment_id },
             call_type: call_type.as_str().to_owned(),
         };
-        match insert_call(&txn, p, &record, now).await {
+        match insert_call(&*txn, p, &record, now).await {
             Err(ApiError::Conflict(_)) => return Ok(None),
             other => other?,
         }
-        let _ordered = self.inner.order.lock(record.call.id.as_str()).await;
+        let _ordered = self.ctx.order.lock(record.call.id.as_str()).await;
         commit(txn).await?;
 
-        self.invited(&record);
+        self.calls.invited(&record);
         let view = CallView::from(&record);
-        self.inner
-            .notify
-            .user(&record.call.host.user_id, "call_invitation", &view)
+        let host = Audience::user(&record.call.host.user_id);
+        self.ctx
+            .push(host, Push::CallInvitation(view.clone()))
             .await;
         Ok(Some((view, true)))
     }
@@ -152,7 +163,7 @@ impl ConsultService {
 /// The live direct call a start request names: the one holding its
 /// appointment id or, without one, the caller's own live direct call to
 /// this host (so a double tap without a key is not a second call).
-async fn live_direct<C: ConnectionTrait>(
+async fn live_direct<C: Conn>(
     db: &C,
     p: &Principal,
     host: &UserId,
@@ -167,20 +178,20 @@ async fn live_direct<C: ConnectionTrait>(
     })
 }
 
-impl ConsultService {
+impl DirectService {
     /// A `direct_session_<ms>` key: now, or one millisecond past the last
     /// key this node made, whichever is later (two starts in the same
     /// millisecond get different keys); then past any key a live call
     /// holds (another node's, or a caller's own). The unique index decides
     /// in the end.
-    async fn free_generated_key<C: ConnectionTrait>(
+    async fn free_generated_key<C: Conn>(
         &self,
         db: &C,
         now: Timestamp,
     ) -> Result<AppointmentId, ApiError> {
         let next = || {
             let now_ms = now.timestamp_millis();
-            let last = &self.inner.last_key_ms;
+            let last = &self.last_key_ms;
             let ms = match last.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |prev| {
                 Some(now_ms.max(prev + 1))
             }) {

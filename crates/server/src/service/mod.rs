@@ -1,54 +1,104 @@
-//! Services: the one place where a request becomes a state change. Each
-//! public function authorises, runs the domain step inside one write
-//! transaction (compare-and-set + audit rows), commits, and only then tells
-//! the sockets. Handlers (REST or socket) call exactly one of them.
+//! Services: the one place where a request becomes a state change, one per
+//! area. Each public function authorises, runs the domain step inside one
+//! write transaction (compare-and-set + audit rows), commits, and only then
+//! hands what changed to the transport's ports ([`outbox`]). Handlers (REST
+//! or socket) call exactly one of them.
+//!
+//! `service/` knows nothing of Socket.IO: the socket layer implements the
+//! ports, and a second transport implements them again.
 
-pub mod chat;
-pub mod consult;
+mod access;
+mod audit;
+mod call;
+mod call_reads;
+mod chat;
+mod chat_messages;
+mod context;
 mod direct;
-pub mod notify;
 mod order;
-pub mod signaling;
-pub mod tutoring;
+pub mod outbox;
+mod queue;
+mod queue_rows;
+mod schedule;
+mod tutoring;
 pub mod views;
 
-use chrono::SubsecRound;
-use consultd_domain::Principal;
-use consultd_domain::Timestamp;
-use consultd_persistence::NewAuditEntry;
+use std::sync::Arc;
 
-pub use consult::ConsultService;
-pub use notify::Notifier;
+use consultd_domain::{ChatDuration, Timestamp};
+use consultd_persistence::RepoError;
 
-/// Now, at the millisecond precision the contract shows and the database
-/// keeps, so what is stored and what is sent are the same instant.
-pub fn now() -> Timestamp {
-    chrono::Utc::now().trunc_subsecs(3)
+pub use access::{ChatGrant, RoomAccess, RoomGrant};
+pub use audit::AuditLog;
+pub use call::{CallService, CallType};
+pub use chat::{CHAT_LIST_LIMIT, ChatCommand, ChatService};
+pub use chat_messages::{HISTORY_DEFAULT, HISTORY_MAX, Posted};
+pub use context::{Context, new_id};
+pub use direct::DirectService;
+pub use queue::QueueService;
+pub use schedule::ScheduleService;
+pub use tutoring::{SESSION_LIST_LIMIT, TutoringService};
+
+use crate::timers::{Deadline, OnDeadline};
+
+/// The settings the services take from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a call invitation (§4, §5) waits for an answer.
+    pub invite_ttl: chrono::Duration,
+    /// How long a tutoring request (§6) waits for an answer.
+    pub session_ttl: chrono::Duration,
+    /// How long a chat session (§7) runs unless its customer asks otherwise.
+    pub chat_duration: ChatDuration,
 }
 
-/// A fresh, time-ordered id.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+/// Every service, over one shared [`Context`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub schedules: ScheduleService,
+    pub queue: QueueService,
+    pub calls: CallService,
+    pub direct: DirectService,
+    pub tutoring: TutoringService,
+    pub chat: ChatService,
+    pub rooms: RoomAccess,
+    pub audit: AuditLog,
 }
 
-/// An audit row; `actor` is `None` when the server acted by itself.
-pub(crate) fn audit(
-    actor: Option<&Principal>,
-    action: &str,
-    entity_type: &str,
-    entity_id: &str,
-    from: Option<&str>,
-    to: &str,
-    at: Timestamp,
-) -> NewAuditEntry {
-    NewAuditEntry {
-        actor_id: actor.map(|p| p.user_id.to_string()),
-        actor_role: actor.map(|p| p.role.to_string()),
-        action: action.to_owned(),
-        entity_type: entity_type.to_owned(),
-        entity_id: entity_id.to_owned(),
-        from_state: from.map(str::to_owned),
-        to_state: to.to_owned(),
-        at,
+impl Services {
+    pub fn new(ctx: Arc<Context>, settings: Settings) -> Self {
+        let calls = CallService::new(ctx.clone());
+        Self {
+            schedules: ScheduleService::new(ctx.clone()),
+            queue: QueueService::new(calls.clone(), settings.invite_ttl),
+            direct: DirectService::new(calls.clone(), settings.invite_ttl),
+            tutoring: TutoringService::new(calls.clone(), settings.session_ttl),
+            chat: ChatService::new(ctx.clone(), settings.chat_duration),
+            rooms: RoomAccess::new(ctx.db.clone()),
+            audit: AuditLog::new(ctx.db.clone()),
+            calls,
+        }
+    }
+
+    /// Every pending deadline, for the timer's start: unanswered
+    /// invitations and live chat sessions.
+    pub async fn deadlines(&self) -> Result<Vec<(Timestamp, Deadline)>, RepoError> {
+        let mut all = self.calls.deadlines().await?;
+        all.extend(self.chat.chat_deadlines().await?);
+        Ok(all)
+    }
+}
+
+impl OnDeadline for Services {
+    async fn on_deadline(&self, what: Deadline) {
+        let failed = match &what {
+            Deadline::CallExpiry(id) => self.calls.expire(id).await.err(),
+            Deadline::ChatEnd(id) => self.chat.chat_timeout(id).await.err(),
+        };
+        if let Some(e) = failed {
+            tracing::warn!(?what, error = %e, "deadline failed; retrying in 1 s");
+            let ctx = &self.calls.ctx;
+            ctx.at(ctx.now() + chrono::Duration::seconds(1), what);
+        }
     }
 }

@@ -2,39 +2,43 @@
 //! the learner as inviter and the teacher as invitee; this module only
 //! speaks its vocabulary (pending/accepted/…, `session:*` events).
 
+use std::sync::Arc;
+
+use chrono::Duration;
 use consultd_domain::{
-    Call, CallError, CallId, CallKind, CallOrigin, Party, Principal, Side, SkillName, Status,
-    TutoringCommand, TutoringStatus, UserId,
+    Call, CallId, CallKind, CallOrigin, Party, Principal, Side, SkillName, TutoringCommand,
+    TutoringStatus, UserId,
 };
 use consultd_persistence::{CallRecord, CallRepo, SessionFilter};
 
-use super::consult::{ConsultService, MoveError, commit, insert_call, require_guest};
+use super::call::{CallService, MoveError, insert_call};
+use super::context::{Context, commit, new_id, require_guest};
+use super::outbox::{Audience, Push};
 use super::views::SessionView;
-use super::{new_id, now};
-use crate::error::ApiError;
+use crate::error::{ApiError, session_refusal as refusal};
 
 const SESSIONS: &[CallKind] = &[CallKind::Tutoring];
 
 /// The most sessions one list returns.
 pub const SESSION_LIST_LIMIT: u64 = 100;
 
-/// The machine's refusals, in session words.
-fn refusal(e: CallError) -> ApiError {
-    match e {
-        CallError::NotParticipant => ApiError::not_found("no such session"),
-        CallError::WrongParty("invitee") => ApiError::forbidden("only the teacher may do this"),
-        CallError::WrongParty(_) => ApiError::forbidden("only the learner may do this"),
-        CallError::Illegal { from, .. } => ApiError::Conflict(format!(
-            "the session is {}",
-            TutoringStatus::of(from).as_str()
-        )),
-        CallError::Expired => ApiError::Expired("the session request has expired".into()),
-        CallError::SelfCall => ApiError::bad_request("you cannot book a session with yourself"),
-        CallError::BadPeerId => ApiError::bad_request(e.to_string()),
-    }
+#[derive(Clone)]
+pub struct TutoringService {
+    ctx: Arc<Context>,
+    calls: CallService,
+    /// How long a request waits for the teacher's answer.
+    session_ttl: Duration,
 }
 
-impl ConsultService {
+impl TutoringService {
+    pub fn new(calls: CallService, session_ttl: Duration) -> Self {
+        Self {
+            ctx: calls.ctx.clone(),
+            calls,
+            session_ttl,
+        }
+    }
+
     /// `POST /api/sessions` by a learner: `pending` until the teacher
     /// answers or `expires_at`.
     #[tracing::instrument(name = "session", skip_all)]
@@ -47,7 +51,7 @@ impl ConsultService {
         require_guest(p)?;
         let host = UserId::new(host_id)
             .ok_or_else(|| ApiError::bad_request("host_id is not a usable user id"))?;
-        let now = now();
+        let now = self.ctx.now();
         let id = new_id();
         let call = Call::invite(
             CallId::new(id.clone()),
@@ -55,7 +59,7 @@ impl ConsultService {
             Party::new(p.user_id.clone(), p.name.clone()),
             Side::Guest,
             now,
-            self.inner.session_ttl,
+            self.session_ttl,
         )
         .map_err(refusal)?;
         let record = CallRecord {
@@ -65,16 +69,16 @@ impl ConsultService {
             room_id: format!("room-{id}"),
             call_type: "video".to_owned(),
         };
-        let txn = self.db().begin_write().await?;
-        insert_call(&txn, p, &record, now).await?;
-        let _ordered = self.inner.order.lock(record.call.id.as_str()).await;
+        let txn = self.ctx.db.begin_write().await?;
+        insert_call(&*txn, p, &record, now).await?;
+        let _ordered = self.ctx.order.lock(record.call.id.as_str()).await;
         commit(txn).await?;
 
-        self.invited(&record);
+        self.calls.invited(&record);
         let view = SessionView::from(&record);
-        self.inner
-            .notify
-            .user(&record.call.host.user_id, "session:incoming", &view)
+        let teacher = Audience::user(&record.call.host.user_id);
+        self.ctx
+            .push(teacher, Push::SessionIncoming(view.clone()))
             .await;
         Ok(view)
     }
@@ -88,6 +92,7 @@ impl ConsultService {
         command: TutoringCommand,
     ) -> Result<SessionView, ApiError> {
         match self
+            .calls
             .move_call(p, id, SESSIONS, command.call_command())
             .await
         {
@@ -99,7 +104,8 @@ impl ConsultService {
 
     /// One session, for its participants (or an admin), in any status.
     pub async fn session(&self, p: &Principal, id: &str) -> Result<SessionView, ApiError> {
-        self.visible_call(p, id, SESSIONS)
+        self.calls
+            .visible_call(p, id, SESSIONS)
             .await?
             .map(|r| SessionView::from(&r))
             .ok_or_else(|| ApiError::not_found("no such session"))
@@ -124,10 +130,10 @@ impl ConsultService {
             user_id: p.user_id.as_str(),
             side,
             statuses: status.map_or(&[], TutoringStatus::call_statuses),
-            unexpired_at: (status == Some(TutoringStatus::Pending)).then(now),
+            unexpired_at: (status == Some(TutoringStatus::Pending)).then(|| self.ctx.now()),
             limit: SESSION_LIST_LIMIT,
         };
-        let rows = CallRepo.sessions(self.db().conn(), filter).await?;
+        let rows = CallRepo.sessions(self.ctx.db.conn(), filter).await?;
         Ok(rows.iter().map(SessionView::from).collect())
     }
 }

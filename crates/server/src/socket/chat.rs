@@ -12,12 +12,13 @@ use consultd_domain::{ContentError, MessageContent};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
-use super::dispatch::{Reply, Sock, SocketCtx};
-use super::rooms::{RoomKind, SignalRoom};
-use super::signal::{self, RawObject, id_text};
+use super::ctx::SocketCtx;
+use super::node::SocketState;
+use super::reply::Reply;
+use super::rooms::{RoomKind, SignalRoom, Sock};
+use super::signal::{self, Joining, RawObject, id_text};
 use crate::error::ApiError;
-use crate::service::views::{ChatMessageView, ChatSessionView};
-use crate::state::AppState;
+use crate::service::views::ChatSessionView;
 
 /// The longest client message id kept.
 const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 200;
@@ -33,17 +34,6 @@ pub(crate) enum ChatEvent {
 }
 
 impl ChatEvent {
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        match name {
-            "chat:join_room" => Some(Self::Join),
-            "chat:send_message" => Some(Self::Send),
-            "chat:typing" => Some(Self::Typing),
-            "chat:read" => Some(Self::Read),
-            "chat:leave_room" => Some(Self::Leave),
-            _ => None,
-        }
-    }
-
     /// Whether it waits on the database (and so runs in the socket's lane).
     pub(crate) fn needs_task(self) -> bool {
         matches!(self, Self::Join | Self::Send | Self::Read)
@@ -82,26 +72,27 @@ fn field<T: serde::de::DeserializeOwned>(
 /// If the customer and the assigned host are now both here, the session
 /// may go live.
 pub(crate) async fn join(
-    state: &AppState,
+    state: &SocketState,
     ctx: &SocketCtx,
     socket: &Sock,
     payload: &RawValue,
     reply: &mut Option<Reply>,
 ) -> Result<(), ApiError> {
     let alias = RawObject::parse(payload)?.room_id(false)?;
-    let grant = state.consult.chat_grant(&ctx.principal, &alias).await?;
+    let access = &state.services.rooms;
+    let grant = access.chat_grant(&ctx.principal, &alias).await?;
     let session = ChatSessionView::from(&grant.session);
     let read_markers: Map<String, Json> = grant
         .read_markers
         .into_iter()
         .map(|(user, message)| (user, Json::String(message)))
         .collect();
-    let room = state.rooms.chat_enter(&grant.session.id);
+    let room = state.rooms.enter(RoomKind::Chat, &grant.session.id);
     // An end that committed after the grant was read but before this room
     // was registered found no room to mark; an end after this point does.
     // So one more read, now, leaves no gap.
     let ended = if grant.session.accepts_messages() {
-        state.consult.chat_has_ended(&grant.session.id).await
+        access.chat_has_ended(&grant.session.id).await
     } else {
         Ok(true)
     };
@@ -109,28 +100,27 @@ pub(crate) async fn join(
         if ended {
             room.lock().ended = true;
         }
-        signal::admit(
+        let member = Joining {
             ctx,
             socket,
-            &room,
-            alias.into(),
-            false,
-            reply,
-            |_, alias| {
-                json!({
-                    "ok": true,
-                    "roomId": alias,
-                    "messages": grant.messages,
-                    "session": session,
-                    "readMarkers": read_markers,
-                })
-            },
-        )
+            alias: alias.into(),
+            legacy: false,
+            now: state.clock.now(),
+        };
+        signal::admit(member, &room, reply, |_, alias| {
+            json!({
+                "ok": true,
+                "roomId": alias,
+                "messages": grant.messages,
+                "session": session,
+                "readMarkers": read_markers,
+            })
+        })
     });
-    state.rooms.chat_exit(&room);
+    state.rooms.exit(&room);
     let present = admitted?;
     if present.len() >= 2
-        && let Err(e) = state.consult.chat_presence(&room.key, &present).await
+        && let Err(e) = state.services.chat.chat_presence(&room.key, &present).await
     {
         // The next join (or a reconnect's) tries again.
         tracing::warn!(chat = %room.key, error = %e, "presence start failed");
@@ -145,7 +135,7 @@ pub(crate) async fn join(
 /// ack `{ok, message}`. A resend of a stored `clientMessageId` is answered
 /// with the stored message (and `duplicate: true`) and broadcast to no one.
 pub(crate) async fn send(
-    state: &AppState,
+    state: &SocketState,
     ctx: &SocketCtx,
     payload: &RawValue,
 ) -> Result<Json, ApiError> {
@@ -162,14 +152,9 @@ pub(crate) async fn send(
     let client_message_id = client_message_id(&fields)?;
     let room = in_room(ctx, &alias)?;
     let posted = state
-        .consult
-        .post_message(
-            &ctx.principal,
-            &room.key,
-            content,
-            client_message_id,
-            |message| broadcast(&room, message),
-        )
+        .services
+        .chat
+        .post_message(&ctx.principal, &room.key, content, client_message_id)
         .await?;
     let mut ack = json!({ "ok": true, "message": posted.message });
     if !posted.created {
@@ -195,14 +180,6 @@ fn client_message_id(fields: &RawObject<'_>) -> Result<Option<String>, ApiError>
             bad("`clientMessageId` must be a non-empty string (at most 200 characters) or an integer")
         })?;
     Ok(Some(id))
-}
-
-/// `chat:new_message` to every socket in the room.
-fn broadcast(room: &SignalRoom, message: &ChatMessageView) {
-    let s = room.lock();
-    for peer in s.room.members().iter().flat_map(|m| &m.sockets) {
-        signal::send(&peer.socket, "chat:new_message", message);
-    }
 }
 
 // ---- typing, read ----------------------------------------------------------
@@ -231,7 +208,7 @@ pub(crate) fn typing(ctx: &SocketCtx, payload: &RawValue) -> Result<Json, ApiErr
 /// `chat:read {roomId, messageId}`: the read marker moves forward (never
 /// back), and the others get `chat:read {roomId, userId, messageId}`.
 pub(crate) async fn read(
-    state: &AppState,
+    state: &SocketState,
     ctx: &SocketCtx,
     payload: &RawValue,
 ) -> Result<Json, ApiError> {
@@ -243,7 +220,8 @@ pub(crate) async fn read(
         .ok_or_else(|| bad("`messageId` must be a message id"))?;
     let room = in_room(ctx, &alias)?;
     let moved = state
-        .consult
+        .services
+        .chat
         .mark_read(&ctx.principal, &room.key, &message_id)
         .await?;
     if moved {

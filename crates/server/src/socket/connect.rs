@@ -8,12 +8,15 @@ use serde_json::Value;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
 
-use super::dispatch::{Dispatcher, SocketCtx};
+use consultd_domain::TokenBucket;
+
+use super::ctx::SocketCtx;
+use super::dispatch::{Dispatcher, Lane};
+use super::node::SocketState;
+use super::outbox::GUESTS_ROOM;
 use super::signal;
 use crate::auth::{AuthError, handshake_token};
 use crate::limits::client_ip;
-use crate::service::notify::GUESTS_ROOM;
-use crate::state::AppState;
 use crate::telemetry::{SOCKET_CONNECTIONS, SOCKET_REFUSED, SOCKETS_CONNECTED};
 
 /// Why a connection was refused; the `Display` form is the word the
@@ -34,7 +37,7 @@ pub(super) enum Refusal {
 /// user's socket cap, and on success it wires the socket up completely
 /// before socketioxide sends CONNECT.
 pub(super) async fn authenticate(
-    state: AppState,
+    state: SocketState,
     socket: SocketRef,
     auth: Option<Value>,
 ) -> Result<(), Refusal> {
@@ -46,13 +49,21 @@ pub(super) async fn authenticate(
             return Err(e);
         }
     };
-    let ctx = Arc::new(SocketCtx::new(socket.id, principal, &state));
+    let config = &state.config;
+    let bucket = TokenBucket::new(config.event_rate, config.event_burst, Instant::now());
+    let ctx = Arc::new(SocketCtx::new(
+        socket.id,
+        principal,
+        bucket,
+        state.clock.now(),
+    ));
     socket.join(ctx.principal.user_id.room());
     if ctx.principal.is_guest() {
         socket.join(GUESTS_ROOM);
     }
     socket.extensions.insert(ctx.clone());
-    socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone()));
+    let lane = Lane::default();
+    socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone(), lane.clone()));
     let rooms = state.rooms.clone();
     let presence = state.presence.clone();
     socket.on_disconnect(async move |reason: DisconnectReason| {
@@ -62,7 +73,7 @@ pub(super) async fn authenticate(
         tracing::info!(%reason, "socket disconnected");
         // After the events it sent before going: they are still handled.
         let leaving = ctx.clone();
-        ctx.after_received(move || {
+        lane.after_received(move || {
             let _entered = leaving.span.enter();
             signal::leave_all(&leaving, &rooms);
         });
@@ -73,7 +84,7 @@ pub(super) async fn authenticate(
 /// The checks in order: the cheap per-IP rate before any token is
 /// verified, then the token, then the user's socket count (counted here,
 /// released by the disconnect handler).
-fn admit(state: &AppState, socket: &SocketRef, auth: Value) -> Result<Principal, Refusal> {
+fn admit(state: &SocketState, socket: &SocketRef, auth: Value) -> Result<Principal, Refusal> {
     let parts = socket.req_parts();
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
         let limits = &state.limits;
@@ -99,7 +110,7 @@ fn admit(state: &AppState, socket: &SocketRef, auth: Value) -> Result<Principal,
 /// restores state): a still-live `call_invitation`, the `session:status` of
 /// each chat session in progress, and, for a teacher, each still-answerable
 /// `session:incoming`.
-pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
+pub(super) async fn on_connect(state: SocketState, socket: SocketRef) {
     metrics::gauge!(SOCKETS_CONNECTED).increment(1.0);
     metrics::counter!(SOCKET_CONNECTIONS).increment(1);
     let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() else {
@@ -109,8 +120,9 @@ pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
         let _entered = ctx.span.enter();
         tracing::info!(transport = ?socket.transport_type(), protocol = ?socket.protocol(), "socket connected");
     }
-    match state
-        .consult
+    let services = &state.services;
+    match services
+        .calls
         .pending_invitation(&ctx.principal.user_id)
         .await
     {
@@ -124,8 +136,8 @@ pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "invitation resync failed"),
     }
-    let resync = state
-        .consult
+    let resync = services
+        .chat
         .resync_chat(&ctx.principal, ctx.joined_at, |status| {
             if let Err(e) = socket.emit("session:status", status) {
                 tracing::debug!(error = %e, "chat status resync not sent");
@@ -136,8 +148,8 @@ pub(super) async fn on_connect(state: AppState, socket: SocketRef) {
         tracing::warn!(error = %e, "chat status resync failed");
     }
     if ctx.principal.is_host() {
-        match state
-            .consult
+        match services
+            .tutoring
             .sessions(&ctx.principal, Some(TutoringStatus::Pending))
             .await
         {

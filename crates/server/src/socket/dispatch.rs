@@ -8,131 +8,103 @@
 //! done — so an offer sent right after a join is relayed, not refused.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use consultd_domain::{Principal, TokenBucket};
 use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::{FromMessageParts, MessageHandler, Value};
-use socketioxide::socket::{Sid, Socket};
 
 use super::chat::{self, ChatEvent};
-use super::rooms::{RoomKind, SignalRoom};
+use super::ctx::SocketCtx;
+use super::node::SocketState;
+use super::reply::Reply;
+use super::rooms::{RoomKind, Signal, Sock};
 use super::signal::{self, SignalEvent};
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::sync::lock;
 use crate::telemetry::SOCKET_EVENTS;
 
-/// Every client event consultd answers; other names are "unknown" (and
-/// counted under that label, so clients cannot grow the metric set).
-pub const EVENTS: &[&str] = &[
-    "identify_as_doctor",
-    "webrtc:join_room",
-    "webrtc:offer",
-    "webrtc:answer",
-    "webrtc:ice_candidate",
-    "webrtc:leave_room",
-    "join_consultation_room",
-    "webrtc_offer",
-    "webrtc_answer",
-    "webrtc_ice_candidate",
-    "chat:join_room",
-    "chat:send_message",
-    "chat:typing",
-    "chat:read",
-    "chat:leave_room",
-];
+/// The events with a handler of their own, by family.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Identify,
+    Signal(SignalEvent),
+    Chat(ChatEvent),
+}
+
+/// Every client event consultd answers, each name written once; other
+/// names are "unknown" (and counted under that label, so clients cannot
+/// grow the metric set).
+const ROUTES: [(&str, Route); 15] = {
+    use ChatEvent as C;
+    use Route::{Chat, Identify, Signal as S};
+    use SignalEvent as E;
+    const fn relay(signal: Signal, legacy: bool) -> Route {
+        Route::Signal(SignalEvent::Relay { signal, legacy })
+    }
+    [
+        ("identify_as_doctor", Identify),
+        ("webrtc:join_room", S(E::Join { legacy: false })),
+        ("webrtc:offer", relay(Signal::Offer, false)),
+        ("webrtc:answer", relay(Signal::Answer, false)),
+        ("webrtc:ice_candidate", relay(Signal::IceCandidate, false)),
+        ("webrtc:leave_room", S(E::Leave)),
+        ("join_consultation_room", S(E::Join { legacy: true })),
+        ("webrtc_offer", relay(Signal::Offer, true)),
+        ("webrtc_answer", relay(Signal::Answer, true)),
+        ("webrtc_ice_candidate", relay(Signal::IceCandidate, true)),
+        ("chat:join_room", Chat(C::Join)),
+        ("chat:send_message", Chat(C::Send)),
+        ("chat:typing", Chat(C::Typing)),
+        ("chat:read", Chat(C::Read)),
+        ("chat:leave_room", Chat(C::Leave)),
+    ]
+};
+
+const fn names<const N: usize>(routes: &[(&'static str, Route); N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = routes[i].0;
+        i += 1;
+    }
+    out
+}
+
+/// The names of [`ROUTES`], for metrics, docs and tests.
+pub const EVENTS: &[&str] = &names(&ROUTES);
+
+fn route(name: &str) -> Option<Route> {
+    ROUTES.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+}
 
 /// Events a socket may have waiting behind a slow one; more is flooding.
 const LANE_CAPACITY: usize = 256;
 
-pub(crate) type Sock = Arc<Socket<LocalAdapter>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here is a push, a pop or a flag: data behind a
-    // poisoned lock is still consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The signaling rooms a socket is in, by the room id it used.
-#[derive(Default)]
-pub(crate) struct JoinedRooms {
-    /// The socket has disconnected: it joins nothing more.
-    pub(crate) gone: bool,
-    pub(crate) rooms: Vec<(Arc<str>, Arc<SignalRoom>)>,
-}
-
 /// Events waiting behind one that is still running.
 #[derive(Default)]
-struct Lane {
+struct LaneState {
     busy: bool,
     waiting: VecDeque<(Incoming, Reply)>,
     /// Runs once the lane drains (the socket's disconnect cleanup).
     after: Option<Box<dyn FnOnce() + Send>>,
 }
 
-/// Per-socket state, built once when the socket is authenticated.
-pub(crate) struct SocketCtx {
-    pub(crate) principal: Principal,
-    pub(crate) socket_id: Sid,
-    /// `socket.id` as text, for `fromSocketId`.
-    pub(crate) sid: String,
-    pub(crate) span: tracing::Span,
-    /// When the socket joined its user room: pushes made after this reach
-    /// it live, so the connect-time resync re-sends only what is older.
-    pub(crate) joined_at: consultd_domain::Timestamp,
-    pub(crate) joined: Mutex<JoinedRooms>,
-    /// Its send queue overflowed and its connection is being closed.
-    pub(crate) overflowed: AtomicBool,
-    bucket: Mutex<TokenBucket>,
-    lane: Mutex<Lane>,
-}
+/// A socket's ordered lane; shared by its dispatcher and its disconnect
+/// handler.
+#[derive(Clone, Default)]
+pub(crate) struct Lane(Arc<Mutex<LaneState>>);
 
-impl SocketCtx {
-    pub(crate) fn new(sid: Sid, principal: Principal, state: &AppState) -> Self {
-        let span = tracing::info_span!(
-            "socket",
-            sid = %sid,
-            user = %principal.user_id,
-            role = %principal.role,
-        );
-        let bucket = TokenBucket::new(
-            state.config.event_rate,
-            state.config.event_burst,
-            Instant::now(),
-        );
-        Self {
-            principal,
-            socket_id: sid,
-            sid: sid.to_string(),
-            span,
-            joined_at: crate::service::now(),
-            joined: Mutex::new(JoinedRooms::default()),
-            overflowed: AtomicBool::new(false),
-            bucket: Mutex::new(bucket),
-            lane: Mutex::new(Lane::default()),
-        }
-    }
-
-    /// The room of `kind` this socket joined as `alias`.
-    pub(crate) fn joined_room(&self, kind: RoomKind, alias: &str) -> Option<Arc<SignalRoom>> {
-        lock(&self.joined)
-            .rooms
-            .iter()
-            .find(|(a, r)| r.kind == kind && &**a == alias)
-            .map(|(_, r)| r.clone())
-    }
-
+impl Lane {
     /// Runs `f` once every event already received has been handled: now if
     /// none is running, else when the lane drains. A disconnect uses it, so
     /// a message read just before the connection dropped is still stored
     /// and delivered, not refused because its sender already left the room.
     pub(crate) fn after_received(&self, f: impl FnOnce() + Send + 'static) {
-        let mut lane = lock(&self.lane);
+        let mut lane = lock(&self.0);
         if lane.busy {
             lane.after = Some(Box::new(f));
             return;
@@ -140,24 +112,18 @@ impl SocketCtx {
         drop(lane);
         f();
     }
-
-    /// Drops every alias of `room` from this socket's list.
-    pub(crate) fn forget_room(&self, room: &SignalRoom) {
-        lock(&self.joined)
-            .rooms
-            .retain(|(_, r)| !std::ptr::eq(&**r, room));
-    }
 }
 
 /// Handles every event of one socket.
 pub(crate) struct Dispatcher {
     ctx: Arc<SocketCtx>,
-    state: AppState,
+    state: SocketState,
+    lane: Lane,
 }
 
 impl Dispatcher {
-    pub(crate) fn new(ctx: Arc<SocketCtx>, state: AppState) -> Self {
-        Self { ctx, state }
+    pub(crate) fn new(ctx: Arc<SocketCtx>, state: SocketState, lane: Lane) -> Self {
+        Self { ctx, state, lane }
     }
 }
 
@@ -181,7 +147,7 @@ impl MessageHandler<LocalAdapter, RawPacket> for Dispatcher {
             Err(e) => return reply.err(&e),
         };
         {
-            let mut lane = lock(&self.ctx.lane);
+            let mut lane = lock(&self.lane.0);
             if lane.busy {
                 if lane.waiting.len() >= LANE_CAPACITY {
                     drop(lane);
@@ -195,9 +161,9 @@ impl MessageHandler<LocalAdapter, RawPacket> for Dispatcher {
             }
         }
         if event.needs_task() {
-            let (ctx, state) = (self.ctx.clone(), self.state.clone());
+            let (ctx, state, lane) = (self.ctx.clone(), self.state.clone(), self.lane.clone());
             tokio::spawn(async move {
-                run_lane(ctx, state, s, event, reply).await;
+                run_lane(ctx, state, lane, s, event, reply).await;
             });
         } else {
             handle_inline(&self.ctx, &self.state, event, reply);
@@ -207,7 +173,14 @@ impl MessageHandler<LocalAdapter, RawPacket> for Dispatcher {
 
 /// Runs a slow event, then everything that queued behind it, in order,
 /// until the lane is empty.
-async fn run_lane(ctx: Arc<SocketCtx>, state: AppState, s: Sock, first: Incoming, reply: Reply) {
+async fn run_lane(
+    ctx: Arc<SocketCtx>,
+    state: SocketState,
+    lane: Lane,
+    s: Sock,
+    first: Incoming,
+    reply: Reply,
+) {
     let mut next = Some((first, reply));
     while let Some((event, reply)) = next.take() {
         if event.needs_task() {
@@ -217,7 +190,7 @@ async fn run_lane(ctx: Arc<SocketCtx>, state: AppState, s: Sock, first: Incoming
             handle_inline(&ctx, &state, event, reply);
         }
         let after = {
-            let mut lane = lock(&ctx.lane);
+            let mut lane = lock(&lane.0);
             next = lane.waiting.pop_front();
             if next.is_none() {
                 lane.busy = false;
@@ -230,13 +203,6 @@ async fn run_lane(ctx: Arc<SocketCtx>, state: AppState, s: Sock, first: Incoming
             after();
         }
     }
-}
-
-/// The events with a handler of their own, by family.
-#[derive(Debug, Clone, Copy)]
-enum Route {
-    Signal(SignalEvent),
-    Chat(ChatEvent),
 }
 
 /// A parsed event: its name and first argument, as the client wrote it.
@@ -265,7 +231,7 @@ fn count(name: &str) {
     metrics::counter!(SOCKET_EVENTS, "event" => label).increment(1);
 }
 
-fn handle_inline(ctx: &SocketCtx, state: &AppState, event: Incoming, reply: Reply) {
+fn handle_inline(ctx: &SocketCtx, state: &SocketState, event: Incoming, reply: Reply) {
     count(&event.name);
     let wants_ack = reply.wants_ack;
     let rooms = &state.rooms;
@@ -280,8 +246,9 @@ fn handle_inline(ctx: &SocketCtx, state: &AppState, event: Incoming, reply: Repl
         Some(Route::Chat(ChatEvent::Leave)) => {
             signal::leave(ctx, rooms, RoomKind::Chat, &event.payload).map(Some)
         }
+        Some(Route::Identify) => identify(ctx).map(Some),
         Some(Route::Signal(SignalEvent::Join { .. }) | Route::Chat(_)) => unreachable_slow(),
-        None => handle_other(ctx, state, &event, wants_ack),
+        None => unknown(&event.name, wants_ack),
     };
     match result {
         Ok(Some(ok)) if wants_ack => reply.ok(ok),
@@ -297,7 +264,13 @@ fn unreachable_slow() -> Result<Option<Json>, ApiError> {
     Err(ApiError::Internal)
 }
 
-async fn handle_slow(ctx: &SocketCtx, state: &AppState, s: &Sock, event: Incoming, reply: Reply) {
+async fn handle_slow(
+    ctx: &SocketCtx,
+    state: &SocketState,
+    s: &Sock,
+    event: Incoming,
+    reply: Reply,
+) {
     count(&event.name);
     // Joins answer through the slot themselves (their ack must go out
     // before what follows it under the room lock); the rest answer here.
@@ -331,33 +304,26 @@ async fn handle_slow(ctx: &SocketCtx, state: &AppState, s: &Sock, event: Incomin
     }
 }
 
-/// `Ok(None)` means "nothing to answer" (an unknown event without an ack).
-fn handle_other(
-    ctx: &SocketCtx,
-    _state: &AppState,
-    event: &Incoming,
-    wants_ack: bool,
-) -> Result<Option<Json>, ApiError> {
-    match event.name.as_str() {
-        // Seed 002: the payload is ignored; hosts only.
-        "identify_as_doctor" => {
-            if ctx.principal.is_host() {
-                Ok(Some(json!({ "ok": true })))
-            } else {
-                Err(ApiError::forbidden("only a host may identify as a doctor"))
-            }
-        }
-        // socket.io ignores events nobody listens to; so do we, unless
-        // the client waits for an answer.
-        other if !wants_ack => {
-            tracing::debug!(event = truncate(other, 64), "unknown event ignored");
-            Ok(None)
-        }
-        other => Err(ApiError::bad_request(format!(
-            "unknown event `{}`",
-            truncate(other, 64)
-        ))),
+/// Seed 002: the payload is ignored; hosts only.
+fn identify(ctx: &SocketCtx) -> Result<Json, ApiError> {
+    if ctx.principal.is_host() {
+        Ok(json!({ "ok": true }))
+    } else {
+        Err(ApiError::forbidden("only a host may identify as a doctor"))
     }
+}
+
+/// socket.io ignores events nobody listens to; so do we, unless the client
+/// waits for an answer. `Ok(None)`: nothing to answer.
+fn unknown(name: &str, wants_ack: bool) -> Result<Option<Json>, ApiError> {
+    if !wants_ack {
+        tracing::debug!(event = truncate(name, 64), "unknown event ignored");
+        return Ok(None);
+    }
+    Err(ApiError::bad_request(format!(
+        "unknown event `{}`",
+        truncate(name, 64)
+    )))
 }
 
 impl Dispatcher {
@@ -375,7 +341,7 @@ impl Dispatcher {
                 "events are limited to {max} bytes"
             )));
         }
-        if !lock(&self.ctx.bucket).try_take(Instant::now()) {
+        if !self.ctx.try_take(Instant::now()) {
             return Err(ApiError::RateLimited);
         }
         if bins.as_ref().is_some_and(|b| !b.is_empty()) {
@@ -392,9 +358,7 @@ impl Dispatcher {
         let payload =
             serde_json::value::to_raw_value(parts.get(1).copied().unwrap_or(RawValue::NULL))
                 .map_err(|_| ApiError::bad_request("the event is not valid JSON"))?;
-        let route = SignalEvent::parse(&name)
-            .map(Route::Signal)
-            .or_else(|| ChatEvent::parse(&name).map(Route::Chat));
+        let route = route(&name);
         Ok(Incoming {
             name,
             payload,
@@ -407,36 +371,5 @@ fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
-    }
-}
-
-/// Answers an event: through its ack when the client asked for one;
-/// otherwise a failure becomes an `error` event carrying the same object.
-pub(crate) struct Reply {
-    socket: Sock,
-    ack: AckSender<LocalAdapter>,
-    wants_ack: bool,
-}
-
-impl Reply {
-    pub(crate) fn ok(self, body: Json) {
-        if !self.wants_ack {
-            return;
-        }
-        if let Err(e) = self.ack.send(&body) {
-            tracing::debug!(error = %e, "ack not sent");
-        }
-    }
-
-    pub(crate) fn err(self, e: &ApiError) {
-        let body = e.to_ack();
-        let sent = if self.wants_ack {
-            self.ack.send(&body).map_err(|e| e.to_string())
-        } else {
-            self.socket.emit("error", &body).map_err(|e| e.to_string())
-        };
-        if let Err(e) = sent {
-            tracing::debug!(error = %e, "error reply not sent");
-        }
     }
 }

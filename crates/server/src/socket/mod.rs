@@ -12,8 +12,13 @@
 
 mod chat;
 mod connect;
+mod ctx;
 mod dispatch;
-mod rooms;
+mod node;
+mod outbox;
+mod reply;
+pub(crate) mod rooms;
+mod send;
 mod signal;
 
 use socketioxide::SocketIo;
@@ -21,10 +26,15 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 
+use std::sync::Arc;
+
+use node::SocketState;
+
 use crate::config::Config;
 use crate::state::AppState;
 
 pub use dispatch::EVENTS;
+pub use outbox::{GUESTS_ROOM, LocalOutbox};
 pub use rooms::Rooms;
 
 /// Builds the Socket.IO layer for axum and the handle used to emit and to close.
@@ -39,7 +49,8 @@ pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {
 }
 
 /// Installs the root namespace: authentication and wiring before CONNECT.
-pub fn register(io: &SocketIo, state: AppState) {
+pub fn register(io: &SocketIo, app: AppState, rooms: Arc<Rooms>) {
+    let state = SocketState { app, rooms };
     let on_connect = {
         let state = state.clone();
         move |socket: SocketRef| connect::on_connect(state.clone(), socket)

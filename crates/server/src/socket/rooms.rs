@@ -13,12 +13,16 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use consultd_domain::{CallId, Endpoint, ReplayLimits, Room};
+use consultd_domain::{Endpoint, ReplayLimits, Room};
 use dashmap::DashMap;
 use serde_json::value::RawValue;
-use socketioxide::socket::Sid;
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::socket::{Sid, Socket};
 
-use super::dispatch::{Sock, SocketCtx};
+use crate::sync::lock;
+
+/// A connected socket of this node.
+pub(crate) type Sock = Arc<Socket<LocalAdapter>>;
 
 /// A socket in a room, with the spelling of the room id it joined with and
 /// whether it speaks the pre-seed-002 event names.
@@ -38,7 +42,7 @@ impl Endpoint for Peer {
 
 /// What a room is for: events looked up in a socket's room list only find
 /// rooms of their own kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum RoomKind {
     /// WebRTC signaling; keyed by call id.
     Call,
@@ -87,6 +91,18 @@ pub(crate) struct RoomState {
     entering: usize,
 }
 
+impl RoomState {
+    /// Nobody is in it or entering it, and it keeps nothing a later joiner
+    /// needs: a chat room once empty (its history is in the database); a
+    /// signaling room only if nobody was ever admitted (an admitted one
+    /// keeps the call's signaling for late joiners until the call ends).
+    fn idle(&self, kind: RoomKind) -> bool {
+        self.entering == 0
+            && self.room.members().is_empty()
+            && (kind == RoomKind::Chat || !self.verified)
+    }
+}
+
 pub(crate) struct SignalRoom {
     /// The call id (signaling) or chat session id (chat).
     pub(crate) key: String,
@@ -96,130 +112,102 @@ pub(crate) struct SignalRoom {
 
 impl SignalRoom {
     pub(crate) fn lock(&self) -> MutexGuard<'_, RoomState> {
-        // A panic while holding a room lock leaves consistent data (every
-        // update is a single push or remove), so a poisoned lock is used on.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 
+/// The rooms of this node, by kind and key.
 pub struct Rooms {
-    /// Signaling rooms by call id.
-    map: DashMap<String, Arc<SignalRoom>>,
-    /// Chat rooms by session id, while someone is in them.
-    chats: DashMap<String, Arc<SignalRoom>>,
+    map: DashMap<(RoomKind, String), Arc<SignalRoom>>,
     limits: ReplayLimits,
-}
-
-fn new_room(key: &str, kind: RoomKind, limits: ReplayLimits) -> Arc<SignalRoom> {
-    Arc::new(SignalRoom {
-        key: key.to_owned(),
-        kind,
-        state: Mutex::new(RoomState {
-            room: Room::new(limits),
-            closed: false,
-            verified: false,
-            ended: false,
-            entering: 0,
-        }),
-    })
 }
 
 impl Rooms {
     pub fn new(limits: ReplayLimits) -> Self {
         Self {
             map: DashMap::new(),
-            chats: DashMap::new(),
             limits,
         }
     }
 
-    /// Registers a join in progress. A join reads the call, then enters,
-    /// then — unless the room was already verified — reads the call again.
-    /// Call end closes the room after its commit, so either close finds
-    /// this room (and the join sees `closed`), or the commit came before the
-    /// room existed and the second read sees the call over. No socket can
-    /// end up in an ended call's room.
-    pub(crate) fn enter(&self, call_id: &CallId) -> Arc<SignalRoom> {
-        let entry = self
-            .map
-            .entry(call_id.as_str().to_owned())
-            .or_insert_with(|| new_room(call_id.as_str(), RoomKind::Call, self.limits));
+    /// Registers a join in progress (the room is made on first use).
+    ///
+    /// A signaling join reads the call, then enters, then — unless the room
+    /// was already verified — reads the call again. Call end closes the
+    /// room after its commit, so either close finds this room (and the join
+    /// sees `closed`), or the commit came before the room existed and the
+    /// second read sees the call over. No socket can end up in an ended
+    /// call's room. A chat join does the same with the session's end.
+    pub(crate) fn enter(&self, kind: RoomKind, key: &str) -> Arc<SignalRoom> {
+        let entry = self.map.entry((kind, key.to_owned())).or_insert_with(|| {
+            Arc::new(SignalRoom {
+                key: key.to_owned(),
+                kind,
+                state: Mutex::new(RoomState {
+                    room: Room::new(self.limits),
+                    closed: false,
+                    verified: false,
+                    ended: false,
+                    entering: 0,
+                }),
+            })
+        });
         entry.lock().entering += 1;
         entry.clone()
     }
 
-    /// Ends a join in progress; a room nobody was admitted to goes away.
-    pub(crate) fn exit(&self, room: &Arc<SignalRoom>) {
+    /// Ends a join in progress.
+    pub(crate) fn exit(&self, room: &SignalRoom) {
         room.lock().entering -= 1;
-        self.map.remove_if(&room.key, |_, r| {
-            let s = r.lock();
-            s.entering == 0 && !s.verified
-        });
+        self.drop_if_idle(room);
     }
 
-    /// The call ended: its sockets leave and what it kept is freed.
-    pub fn close(&self, call_id: &CallId) {
-        let Some((_, room)) = self.map.remove(call_id.as_str()) else {
-            return;
-        };
+    /// Forgets a room that holds nothing any more (see [`RoomState::idle`]).
+    pub(crate) fn drop_if_idle(&self, room: &SignalRoom) {
+        self.map
+            .remove_if(&(room.kind, room.key.clone()), |_, r| r.lock().idle(r.kind));
+    }
+
+    /// The room of `kind` and `key`, if anyone is in it (or entering it).
+    pub(crate) fn get(&self, kind: RoomKind, key: &str) -> Option<Arc<SignalRoom>> {
+        self.map
+            .get(&(kind, key.to_owned()))
+            .map(|r| r.value().clone())
+    }
+
+    /// Closes a room for good (its call ended): nobody joins or relays any
+    /// more, and what it kept is freed. Returns it with the sockets that
+    /// were in it, which the caller takes out of their room lists.
+    pub(crate) fn close(&self, kind: RoomKind, key: &str) -> Option<(Arc<SignalRoom>, Vec<Sock>)> {
+        let (_, room) = self.map.remove(&(kind, key.to_owned()))?;
         let members = {
             let mut s = room.lock();
             s.closed = true;
             s.room.close()
         };
-        for peer in members.iter().flat_map(|m| &m.sockets) {
-            if let Some(ctx) = peer.socket.extensions.get::<Arc<SocketCtx>>() {
-                ctx.forget_room(&room);
-            }
-        }
-        tracing::debug!(call = %call_id, "signaling room closed");
-    }
-
-    /// Registers a chat join in progress (the room is made on first use).
-    pub(crate) fn chat_enter(&self, session_id: &str) -> Arc<SignalRoom> {
-        let entry = self
-            .chats
-            .entry(session_id.to_owned())
-            .or_insert_with(|| new_room(session_id, RoomKind::Chat, self.limits));
-        entry.lock().entering += 1;
-        entry.clone()
-    }
-
-    /// Ends a chat join in progress.
-    pub(crate) fn chat_exit(&self, room: &Arc<SignalRoom>) {
-        room.lock().entering -= 1;
-        self.chat_drop_if_empty(room);
-    }
-
-    /// A chat room nobody is in (or entering) is forgotten; the session and
-    /// its messages are in the database.
-    pub(crate) fn chat_drop_if_empty(&self, room: &SignalRoom) {
-        self.chats.remove_if(&room.key, |_, r| {
-            let s = r.lock();
-            s.entering == 0 && s.room.members().is_empty()
-        });
-    }
-
-    /// The chat session ended: its room (if anyone is in it) refuses typing.
-    pub fn chat_ended(&self, session_id: &str) {
-        if let Some(room) = self.chats.get(session_id) {
-            room.lock().ended = true;
-        }
+        let sockets = members
+            .iter()
+            .flat_map(|m| &m.sockets)
+            .map(|p| p.socket.clone())
+            .collect();
+        Some((room, sockets))
     }
 
     /// Signaling rooms held now (for metrics and tests).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.count(RoomKind::Call)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Chat rooms held now (for tests).
     pub fn chat_rooms(&self) -> usize {
-        self.chats.len()
+        self.count(RoomKind::Chat)
+    }
+
+    fn count(&self, kind: RoomKind) -> usize {
+        self.map.iter().filter(|r| r.key().0 == kind).count()
     }
 }

@@ -11,22 +11,21 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use consultd_domain::{Joined, Left, Recorded, SignalKind, UserId, format_timestamp};
+use consultd_domain::{Joined, Left, Recorded, SignalKind, Timestamp, UserId, format_timestamp};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
-use socketioxide::{SendError, SocketError};
 
-use super::dispatch::{Reply, Sock, SocketCtx};
-use super::rooms::{Peer, RoomKind, RoomState, Rooms, Signal, SignalRoom, Stored};
+use super::ctx::SocketCtx;
+use super::node::SocketState;
+use super::reply::Reply;
+use super::rooms::{Peer, RoomKind, RoomState, Rooms, Signal, SignalRoom, Sock, Stored};
+use super::send::{send, send_raw};
 use crate::error::ApiError;
-use crate::service::now;
-use crate::state::AppState;
-use crate::telemetry::{RELAY_DROPPED, RELAYED, SOCKETS_OVERFLOWED};
+use crate::sync::lock;
 
 /// The longest room id accepted.
 const MAX_ROOM_ID_CHARS: usize = 200;
@@ -37,24 +36,6 @@ pub(crate) enum SignalEvent {
     Join { legacy: bool },
     Relay { signal: Signal, legacy: bool },
     Leave,
-}
-
-impl SignalEvent {
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        let relay = |signal, legacy| Some(Self::Relay { signal, legacy });
-        match name {
-            "webrtc:join_room" => Some(Self::Join { legacy: false }),
-            "join_consultation_room" => Some(Self::Join { legacy: true }),
-            "webrtc:offer" => relay(Signal::Offer, false),
-            "webrtc:answer" => relay(Signal::Answer, false),
-            "webrtc:ice_candidate" => relay(Signal::IceCandidate, false),
-            "webrtc_offer" => relay(Signal::Offer, true),
-            "webrtc_answer" => relay(Signal::Answer, true),
-            "webrtc_ice_candidate" => relay(Signal::IceCandidate, true),
-            "webrtc:leave_room" => Some(Self::Leave),
-            _ => None,
-        }
-    }
 }
 
 // ---- payloads --------------------------------------------------------------
@@ -244,48 +225,6 @@ pub(crate) fn relay(
     Ok(json!({ "ok": true }))
 }
 
-fn send_raw(socket: &Sock, event: &'static str, body: &RawValue) {
-    match socket.emit(event, body) {
-        Ok(()) => metrics::counter!(RELAYED).increment(1),
-        Err(e) => {
-            metrics::counter!(RELAY_DROPPED).increment(1);
-            tracing::debug!(sid = %socket.id, error = %e, "relay not delivered");
-            if is_full(&e) {
-                cut_off(socket);
-            }
-        }
-    }
-}
-
-pub(crate) fn send<T: Serialize + ?Sized>(socket: &Sock, event: &'static str, body: &T) {
-    if let Err(e) = socket.emit(event, body) {
-        tracing::debug!(sid = %socket.id, event, error = %e, "room event not delivered");
-        if is_full(&e) {
-            cut_off(socket);
-        }
-    }
-}
-
-fn is_full(e: &SendError) -> bool {
-    matches!(e, SendError::Socket(SocketError::InternalChannelFull))
-}
-
-/// A receiver whose send queue is full has stopped reading (or cannot keep
-/// up): what it misses from now on is lost, and a lost ICE candidate breaks
-/// a call silently. Its connection is closed instead, once, so its client
-/// reconnects and resyncs (rejoining replays the call's signaling).
-fn cut_off(socket: &Sock) {
-    let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() else {
-        return;
-    };
-    if ctx.overflowed.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    metrics::counter!(SOCKETS_OVERFLOWED).increment(1);
-    tracing::info!(sid = %socket.id, user = %ctx.principal.user_id, "send queue full: closing the socket so that its client resyncs");
-    socket.close_transport();
-}
-
 // ---- join ------------------------------------------------------------------
 
 /// `webrtc:join_room` / `join_consultation_room`: the one signaling step
@@ -293,7 +232,7 @@ fn cut_off(socket: &Sock) {
 /// goes out before the replay, under the room lock; an error is answered
 /// by the caller if `reply` is still there.
 pub(crate) async fn join(
-    state: &AppState,
+    state: &SocketState,
     ctx: &SocketCtx,
     socket: &Sock,
     legacy: bool,
@@ -311,23 +250,23 @@ pub(crate) async fn join(
             return Ok(());
         }
     }
-    let grant = state.consult.room_grant(&ctx.principal, &alias).await?;
-    let room = state.rooms.enter(&grant.call_id);
+    let access = &state.services.rooms;
+    let grant = access.room_grant(&ctx.principal, &alias).await?;
+    let room = state.rooms.enter(RoomKind::Call, grant.call_id.as_str());
     let admitted = async {
-        if !room.lock().verified && !state.consult.room_still_live(&grant.call_id).await? {
+        if !room.lock().verified && !access.room_still_live(&grant.call_id).await? {
             return Err(ApiError::forbidden("you may not join this room"));
         }
         let me = &ctx.principal.user_id;
-        admit(
+        let now = state.clock.now();
+        let member = Joining {
             ctx,
             socket,
-            &room,
-            alias.into(),
+            alias: alias.into(),
             legacy,
-            reply,
-            |s, alias| join_ack(s, me, alias),
-        )
-        .map(drop)
+            now,
+        };
+        admit(member, &room, reply, |s, alias| join_ack(s, me, alias)).map(drop)
     }
     .await;
     state.rooms.exit(&room);
@@ -343,24 +282,36 @@ fn join_ack(s: &RoomState, me: &UserId, alias: &str) -> Json {
     json!({ "ok": true, "roomId": alias, "peers": peers })
 }
 
+/// A socket on its way into a room.
+pub(crate) struct Joining<'a> {
+    pub(crate) ctx: &'a SocketCtx,
+    pub(crate) socket: &'a Sock,
+    /// The room id as the client spelled it.
+    pub(crate) alias: Arc<str>,
+    /// Whether it speaks the pre-seed-002 event names.
+    pub(crate) legacy: bool,
+    pub(crate) now: Timestamp,
+}
+
 /// Puts the socket in `room` (either kind): the ack `ack` builds, then —
 /// all under the room lock — the replay (signaling), the join events to the
 /// others on the user's first connection, and `presence:sync`. Returns the
 /// users present now.
 pub(crate) fn admit(
-    ctx: &SocketCtx,
-    socket: &Sock,
+    member: Joining<'_>,
     room: &Arc<SignalRoom>,
-    alias: Arc<str>,
-    legacy: bool,
     reply: &mut Option<Reply>,
     ack: impl FnOnce(&RoomState, &str) -> Json,
 ) -> Result<Vec<UserId>, ApiError> {
+    let Joining {
+        ctx,
+        socket,
+        alias,
+        legacy,
+        now,
+    } = member;
     let me = &ctx.principal.user_id;
-    let mut joined = ctx
-        .joined
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut joined = lock(&ctx.joined);
     if joined.gone {
         return Err(ApiError::forbidden("the connection has closed"));
     }
@@ -374,7 +325,7 @@ pub(crate) fn admit(
         alias: alias.clone(),
         legacy,
     };
-    let change = s.room.join(me, ctx.principal.role.as_str(), now(), peer);
+    let change = s.room.join(me, ctx.principal.role.as_str(), now, peer);
     // A repeated join under the same spelling is one entry, however often
     // a client repeats it.
     if !joined
@@ -478,10 +429,7 @@ pub(crate) fn leave(
 /// The socket closed: it leaves every room, and joins none after this.
 pub(crate) fn leave_all(ctx: &SocketCtx, all: &Rooms) {
     let rooms = {
-        let mut joined = ctx
-            .joined
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut joined = lock(&ctx.joined);
         joined.gone = true;
         std::mem::take(&mut joined.rooms)
     };
@@ -515,7 +463,5 @@ fn leave_room(ctx: &SocketCtx, rooms: &Rooms, room: &SignalRoom) {
         presence_sync(&s);
         tracing::debug!(room = %room.key, kind = ?room.kind, ?left, "left room");
     }
-    if room.kind == RoomKind::Chat {
-        rooms.chat_drop_if_empty(room);
-    }
+    rooms.drop_if_idle(room);
 }

@@ -1,0 +1,143 @@
+//! What every service shares: the database, the two transport ports, the
+//! order lock, the deadline timer and the clock; and the audit rows every
+//! transition writes in its transaction.
+
+use std::sync::Arc;
+
+use consultd_domain::{AuditAction, Principal, Status, Timestamp, Transition};
+use consultd_persistence::{AuditRepo, Conn, Db, NewAuditEntry, WriteTxn};
+
+use super::order::Sequencer;
+use super::outbox::{Audience, Outbox, Push, RoomControl};
+use crate::clock::SharedClock;
+use crate::error::ApiError;
+use crate::timers::{Deadline, Timer};
+
+/// Stripes of the order lock (see [`Sequencer`]).
+const ORDER_STRIPES: usize = 64;
+
+pub struct Context {
+    pub db: Db,
+    pub outbox: Arc<dyn Outbox>,
+    pub rooms: Arc<dyn RoomControl>,
+    /// Keyed by schedule id (queue calls and queue changes share it), by
+    /// call id (calls without a schedule) or by chat session id.
+    pub(crate) order: Sequencer,
+    pub timer: Timer,
+    pub clock: SharedClock,
+}
+
+impl Context {
+    pub fn new(
+        db: Db,
+        outbox: Arc<dyn Outbox>,
+        rooms: Arc<dyn RoomControl>,
+        timer: Timer,
+        clock: SharedClock,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            outbox,
+            rooms,
+            order: Sequencer::new(ORDER_STRIPES),
+            timer,
+            clock,
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) async fn push(&self, to: Audience, push: Push) {
+        self.outbox.push(to, push).await;
+    }
+
+    pub(crate) fn at(&self, when: Timestamp, what: Deadline) {
+        self.timer.at(when, what);
+    }
+}
+
+/// A fresh, time-ordered id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub(crate) fn require_host(p: &Principal) -> Result<(), ApiError> {
+    if p.is_host() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only a host may do this"))
+    }
+}
+
+pub(crate) fn require_guest(p: &Principal) -> Result<(), ApiError> {
+    if p.is_guest() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only a guest may do this"))
+    }
+}
+
+pub(crate) async fn commit(txn: WriteTxn) -> Result<(), ApiError> {
+    Ok(txn.commit().await?)
+}
+
+/// An audit row; `actor` is `None` when the server acted by itself.
+fn audit(
+    actor: Option<&Principal>,
+    action: AuditAction,
+    entity: &str,
+    id: &str,
+    from: Option<&str>,
+    to: &str,
+    at: Timestamp,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        actor_id: actor.map(|p| p.user_id.to_string()),
+        actor_role: actor.map(|p| p.role.to_string()),
+        action: action.as_str().to_owned(),
+        entity_type: entity.to_owned(),
+        entity_id: id.to_owned(),
+        from_state: from.map(str::to_owned),
+        to_state: to.to_owned(),
+        at,
+    }
+}
+
+/// The audit row of a new entity (no `from` state).
+pub(crate) async fn record_creation(
+    txn: &impl Conn,
+    actor: Option<&Principal>,
+    action: AuditAction,
+    (entity, id): (&str, &str),
+    to: &str,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    AuditRepo
+        .record(txn, audit(actor, action, entity, id, None, to, now))
+        .await?;
+    Ok(())
+}
+
+/// The audit row of a transition.
+pub(crate) async fn record_transition<S: Status>(
+    txn: &impl Conn,
+    actor: Option<&Principal>,
+    action: AuditAction,
+    (entity, id): (&str, &str),
+    t: Transition<S>,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let row = audit(
+        actor,
+        action,
+        entity,
+        id,
+        Some(t.from.as_str()),
+        t.to.as_str(),
+        now,
+    );
+    AuditRepo.record(txn, row).await?;
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! The ports between the services and whatever carries events to clients.
+//!
+//! A service commits, then hands each server → client event to an
+//! [`Outbox`] (who hears it, and what) and each room consequence to
+//! [`RoomControl`] (a call's room closes, a chat room stops taking typing).
+//! The socket layer implements both for one node; a cluster implements them
+//! again. Both are called in commit order, under the service's order lock,
+//! so an implementation that delivers in call order keeps that order.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use consultd_domain::{CallId, CallStatus, ChatId, UserId};
+use serde::Serialize;
+
+use super::views::{
+    CallView, ChatMessageView, ChatStatusView, DoctorPresence, PeerIdUpdated, QueueUpdated,
+    SessionView,
+};
+
+/// Who hears a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every connection of these users (each connection once, even if a
+    /// user is listed twice).
+    Users(Vec<UserId>),
+    /// Every connected guest (`doctor_online` / `doctor_offline`).
+    Guests,
+    /// Everyone in a chat session's room now.
+    ChatRoom(ChatId),
+}
+
+impl Audience {
+    pub fn user(user: &UserId) -> Self {
+        Self::Users(vec![user.clone()])
+    }
+}
+
+/// Every event the server pushes on its own, each named once (see
+/// [`Push::event`]); the payload is the variant's value.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Push {
+    CallInvitation(CallView),
+    CallConfirmed(CallView),
+    CallActivated(CallView),
+    CallEnded(CallView),
+    CallDeclined(CallView),
+    CallCancelled(CallView),
+    CallExpired(CallView),
+    PeerIdUpdated(PeerIdUpdated),
+    QueueUpdated(QueueUpdated),
+    DoctorOnline(DoctorPresence),
+    DoctorOffline(DoctorPresence),
+    SessionIncoming(SessionView),
+    SessionAccepted(SessionView),
+    SessionUpdated(SessionView),
+    ChatStatus(ChatStatusView),
+    ChatMessage(ChatMessageView),
+}
+
+impl Push {
+    /// The Socket.IO event name (CONTRACT §4–§7).
+    pub fn event(&self) -> &'static str {
+        match self {
+            Self::CallInvitation(_) => "call_invitation",
+            Self::CallConfirmed(_) => "call_confirmed",
+            Self::CallActivated(_) => "call_activated",
+            Self::CallEnded(_) => "call_ended",
+            Self::CallDeclined(_) => "call_declined",
+            Self::CallCancelled(_) => "call_cancelled",
+            Self::CallExpired(_) => "call_expired",
+            Self::PeerIdUpdated(_) => "peer_id_updated",
+            Self::QueueUpdated(_) => "queue_updated",
+            Self::DoctorOnline(_) => "doctor_online",
+            Self::DoctorOffline(_) => "doctor_offline",
+            Self::SessionIncoming(_) => "session:incoming",
+            Self::SessionAccepted(_) => "session:accepted",
+            Self::SessionUpdated(_) => "session:updated",
+            Self::ChatStatus(_) => "session:status",
+            Self::ChatMessage(_) => "chat:new_message",
+        }
+    }
+
+    /// The event a call's move to `to` is announced with.
+    pub fn call(to: CallStatus, view: CallView) -> Self {
+        use CallStatus as S;
+        match to {
+            S::Invited => Self::CallInvitation(view),
+            S::Confirmed => Self::CallConfirmed(view),
+            S::Active => Self::CallActivated(view),
+            S::Ended => Self::CallEnded(view),
+            S::Declined => Self::CallDeclined(view),
+            S::Cancelled => Self::CallCancelled(view),
+            S::Expired => Self::CallExpired(view),
+        }
+    }
+}
+
+/// Delivers pushes. Best effort by design: a push is news of a committed
+/// change, and every (re)connect resyncs what a user must know, so a
+/// failure is logged by the implementation and never undoes the change.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    async fn push(&self, to: Audience, push: Push);
+}
+
+/// What a committed change means for the rooms clients are in.
+pub trait RoomControl: Send + Sync + 'static {
+    /// The call is over: its signaling room closes (its sockets leave; no
+    /// one joins or relays any more).
+    fn close_call(&self, call: &CallId);
+
+    /// The chat session ended: its room keeps its history but refuses
+    /// typing.
+    fn chat_ended(&self, chat: &ChatId);
+}
+
+/// What a service handed to the transport, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// A push: its audience, event name and JSON payload.
+    Push(Audience, &'static str, serde_json::Value),
+    CloseCall(CallId),
+    ChatEnded(ChatId),
+}
+
+/// A transport that only writes down what it was given: services tested
+/// without sockets, for what they announce and in which order.
+#[derive(Debug, Default)]
+pub struct Recording {
+    sent: Mutex<Vec<Sent>>,
+}
+
+impl Recording {
+    /// Everything recorded so far, oldest first; the record is emptied.
+    pub fn take(&self) -> Vec<Sent> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sent>> {
+        crate::sync::lock(&self.sent)
+    }
+}
+
+#[async_trait]
+impl Outbox for Recording {
+    async fn push(&self, to: Audience, push: Push) {
+        let body = serde_json::to_value(&push).unwrap_or_default();
+        self.lock().push(Sent::Push(to, push.event(), body));
+    }
+}
+
+impl RoomControl for Recording {
+    fn close_call(&self, call: &CallId) {
+        self.lock().push(Sent::CloseCall(call.clone()));
+    }
+
+    fn chat_ended(&self, chat: &ChatId) {
+        self.lock().push(Sent::ChatEnded(chat.clone()));
+    }
+}

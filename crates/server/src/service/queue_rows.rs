@@ -1,0 +1,129 @@
+//! Queue rows inside a transaction: a locked entry with its schedule, an
+//! entry's change with its audit row, and the `queue_updated` snapshot.
+//! Shared by the schedule, queue and call services.
+
+use consultd_domain::{
+    AuditAction, CallId, EntryChange, EntryId, Principal, QueueEntry, Schedule, Status, Timestamp,
+    Transition, UserId,
+};
+use consultd_persistence::{CallRecord, Conn, QueueRepo, ScheduleRepo};
+
+use super::context::{record_creation, record_transition};
+use super::views::{EntryView, QueueUpdated};
+use crate::error::ApiError;
+
+/// A `queue_updated` for the host, read inside the transaction that changed
+/// the queue, so it is exactly the committed state and pushing it needs no
+/// database connection.
+pub(crate) struct QueueNews {
+    pub(crate) host: UserId,
+    pub(crate) payload: QueueUpdated,
+}
+
+pub(crate) async fn queue_snapshot(
+    txn: &impl Conn,
+    schedule: &Schedule,
+) -> Result<QueueNews, ApiError> {
+    let entries = QueueRepo.list(txn, schedule.id.as_str()).await?;
+    Ok(QueueNews {
+        host: schedule.host_id.clone(),
+        payload: QueueUpdated {
+            schedule_id: schedule.id.to_string(),
+            queue: EntryView::queue(&entries),
+        },
+    })
+}
+
+/// Writes an entry's change with its audit row.
+pub(crate) async fn apply_entry(
+    txn: &impl Conn,
+    actor: Option<&Principal>,
+    id: &EntryId,
+    change: &EntryChange,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    QueueRepo.apply(txn, id, change, now).await?;
+    let t = Transition {
+        from: change.from.status,
+        to: change.to.status,
+    };
+    record_transition(
+        txn,
+        actor,
+        change.action,
+        ("queue_entry", id.as_str()),
+        t,
+        now,
+    )
+    .await
+}
+
+/// Stores a new entry with its audit row.
+pub(crate) async fn insert_entry(
+    txn: &impl Conn,
+    actor: &Principal,
+    entry: &QueueEntry,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    QueueRepo.insert(txn, entry).await?;
+    let row = ("queue_entry", entry.id.as_str());
+    record_creation(
+        txn,
+        Some(actor),
+        AuditAction::QueueJoin,
+        row,
+        entry.status.as_str(),
+        now,
+    )
+    .await
+}
+
+/// Locks an entry and its schedule (in that order: schedule first).
+pub(crate) async fn lock_entry(
+    txn: &impl Conn,
+    entry_id: &str,
+) -> Result<(Schedule, QueueEntry), ApiError> {
+    let not_found = || ApiError::not_found("no such queue entry");
+    let entry = QueueRepo.find(txn, entry_id).await?.ok_or_else(not_found)?;
+    let schedule = ScheduleRepo
+        .lock(txn, entry.schedule_id.as_str())
+        .await?
+        .ok_or_else(not_found)?;
+    let entry = QueueRepo.lock(txn, entry_id).await?.ok_or_else(not_found)?;
+    Ok((schedule, entry))
+}
+
+/// Locks the schedule and entry a call belongs to, if it has them.
+pub(crate) async fn lock_context(
+    txn: &impl Conn,
+    call: &CallRecord,
+) -> Result<(Option<Schedule>, Option<QueueEntry>), ApiError> {
+    let schedule = match call.origin.schedule_id() {
+        Some(id) => ScheduleRepo.lock(txn, id.as_str()).await?,
+        None => None,
+    };
+    let entry = match call.origin.entry_id() {
+        Some(id) => QueueRepo.lock(txn, id.as_str()).await?,
+        None => None,
+    };
+    Ok((schedule, entry))
+}
+
+/// What a call's move to `to` does to its queue entry (if it has one),
+/// written with its audit row; the queue as it then is.
+pub(crate) async fn follow_call(
+    txn: &impl Conn,
+    actor: Option<&Principal>,
+    call: &CallId,
+    to: consultd_domain::CallStatus,
+    (schedule, entry): (Option<&mut Schedule>, Option<&mut QueueEntry>),
+    now: Timestamp,
+) -> Result<Option<QueueNews>, ApiError> {
+    if let (Some(schedule), Some(entry)) = (schedule, entry)
+        && let Some(change) = entry.on_call(call, to, schedule.is_open())
+    {
+        apply_entry(txn, actor, &entry.id, &change, now).await?;
+        return Ok(Some(queue_snapshot(txn, schedule).await?));
+    }
+    Ok(None)
+}

@@ -1,0 +1,126 @@
+//! Schedules (CONTRACT §4, the queue consultation): a host creates one,
+//! starts it (guests hear `doctor_online`) and ends it (`doctor_offline`;
+//! the waiting entries close).
+
+use std::sync::Arc;
+
+use consultd_domain::{
+    AuditAction, Principal, Schedule, ScheduleCommand, ScheduleId, ScheduleStatus, Slot, Status,
+};
+use consultd_persistence::{QueueRepo, ScheduleRepo};
+
+use super::call::push_queue;
+use super::context::{Context, commit, new_id, record_creation, record_transition, require_host};
+use super::outbox::{Audience, Push};
+use super::queue_rows::{apply_entry, queue_snapshot};
+use super::views::{DoctorPresence, ScheduleView};
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct ScheduleService {
+    ctx: Arc<Context>,
+}
+
+impl ScheduleService {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+
+    pub async fn create_schedule(
+        &self,
+        p: &Principal,
+        date: &str,
+        start_time: &str,
+        end_time: &str,
+    ) -> Result<ScheduleView, ApiError> {
+        require_host(p)?;
+        let slot = Slot::parse(date, start_time, end_time)?;
+        let now = self.ctx.now();
+        let schedule = Schedule::create(ScheduleId::new(new_id()), p.user_id.clone(), slot, now);
+        let txn = self.ctx.db.begin_write().await?;
+        ScheduleRepo.insert(&*txn, &schedule).await?;
+        let row = ("schedule", schedule.id.as_str());
+        let to = schedule.status.as_str();
+        record_creation(&*txn, Some(p), AuditAction::ScheduleCreate, row, to, now).await?;
+        commit(txn).await?;
+        Ok(ScheduleView::from(&schedule))
+    }
+
+    /// Any signed-in user may read a schedule (guests need it to queue).
+    pub async fn schedule(&self, id: &str) -> Result<ScheduleView, ApiError> {
+        let s = ScheduleRepo
+            .find(self.ctx.db.conn(), id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such schedule"))?;
+        Ok(ScheduleView::from(&s))
+    }
+
+    /// The caller's own schedules (hosts), newest first.
+    pub async fn my_schedules(&self, p: &Principal) -> Result<Vec<ScheduleView>, ApiError> {
+        require_host(p)?;
+        let list = ScheduleRepo
+            .for_host(self.ctx.db.conn(), p.user_id.as_str(), 200)
+            .await?;
+        Ok(list.iter().map(ScheduleView::from).collect())
+    }
+
+    /// `start` / `end` by the owner. Ending closes the waiting entries.
+    pub async fn schedule_command(
+        &self,
+        p: &Principal,
+        id: &str,
+        command: ScheduleCommand,
+    ) -> Result<ScheduleView, ApiError> {
+        require_host(p)?;
+        let now = self.ctx.now();
+        let txn = self.ctx.db.begin_write().await?;
+        let mut schedule = ScheduleRepo
+            .lock(&*txn, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such schedule"))?;
+        let Some(t) = schedule.handle(&p.user_id, command)? else {
+            return Ok(ScheduleView::from(&schedule));
+        };
+        ScheduleRepo.apply(&*txn, &schedule.id, t, now).await?;
+        let row = ("schedule", schedule.id.as_str());
+        record_transition(&*txn, Some(p), command.action(), row, t, now).await?;
+        let mut closed = 0;
+        if t.to == ScheduleStatus::Completed {
+            for mut entry in QueueRepo.list(&*txn, id).await? {
+                if let Some(change) = entry.close() {
+                    apply_entry(&*txn, Some(p), &entry.id, &change, now).await?;
+                    closed += 1;
+                }
+            }
+        }
+        let news = if closed > 0 {
+            Some(queue_snapshot(&*txn, &schedule).await?)
+        } else {
+            None
+        };
+        let _ordered = self.ctx.order.lock(schedule.id.as_str()).await;
+        commit(txn).await?;
+
+        let presence = DoctorPresence {
+            doctor_id: schedule.host_id.to_string(),
+            schedule_id: schedule.id.to_string(),
+        };
+        match t.to {
+            ScheduleStatus::Online => {
+                self.ctx
+                    .push(Audience::Guests, Push::DoctorOnline(presence))
+                    .await;
+            }
+            ScheduleStatus::Completed => {
+                self.ctx
+                    .push(Audience::Guests, Push::DoctorOffline(presence))
+                    .await;
+                if let Some(news) = news {
+                    push_queue(&self.ctx, news).await;
+                }
+            }
+            ScheduleStatus::Upcoming => {}
+        }
+        Ok(ScheduleView::from(&schedule))
+    }
+}
