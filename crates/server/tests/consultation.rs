@@ -500,7 +500,8 @@ async fn the_doctor_cancels_an_invitation() {
 
 #[tokio::test]
 async fn an_unanswered_invitation_expires_once_at_its_deadline() {
-    let c = Clinic::open_with(|cfg| cfg.invite_ttl_secs = 1).await;
+    // The default 60 s TTL, jumped over on the server's clock.
+    let c = Clinic::open().await;
     let mut doctor = c.app.connect(&c.doctor).await;
     let mut patient = c.app.connect(&c.patient).await;
     let entry = c.ready(&c.patient).await;
@@ -508,6 +509,9 @@ async fn an_unanswered_invitation_expires_once_at_its_deadline() {
     let cid = call["id"].as_str().unwrap().to_owned();
     let expires =
         chrono::DateTime::parse_from_rfc3339(call["expiresAt"].as_str().unwrap()).unwrap();
+    c.app.advance(Duration::from_secs(59));
+    doctor.expect_no_event("call_expired", QUIET).await;
+    c.app.advance(Duration::from_secs(1));
     for side in [&mut doctor, &mut patient] {
         let expired = side.expect_event("call_expired").await;
         assert_eq!(expired[0]["id"], cid);
@@ -519,9 +523,9 @@ async fn an_unanswered_invitation_expires_once_at_its_deadline() {
             "expired at {ended}, before its deadline {expires}"
         );
     }
+    c.app.advance(Duration::from_secs(60));
     for side in [&mut doctor, &mut patient] {
-        side.expect_no_event("call_expired", Duration::from_millis(1500))
-            .await;
+        side.expect_no_event("call_expired", QUIET).await;
     }
     assert_eq!(c.entry_status(&entry).await, "WAITING");
     // Answering now is "gone".
@@ -1270,7 +1274,7 @@ async fn a_doctor_has_one_live_call_and_a_patient_one_live_invitation() {
 
 #[tokio::test]
 async fn an_invitation_made_before_a_restart_expires_on_time_once() {
-    let mut c = Clinic::open_with(|cfg| cfg.invite_ttl_secs = 2).await;
+    let mut c = Clinic::open().await;
     c.ready(&c.patient).await;
     let call = c.invite("p1").await;
     let cid = call["id"].as_str().unwrap().to_owned();
@@ -1281,13 +1285,13 @@ async fn an_invitation_made_before_a_restart_expires_on_time_once() {
     let mut doctor = c.app.connect(&c.doctor).await;
     // Reconnected before the deadline: the invitation is still live and re-sent.
     assert_eq!(patient.expect_event("call_invitation").await[0]["id"], cid);
+    c.app.advance(Duration::from_secs(60));
     let expired = doctor.expect_event("call_expired").await;
     let at = chrono::DateTime::parse_from_rfc3339(expired[0]["endedAt"].as_str().unwrap()).unwrap();
     assert!(at >= expires, "expired at {at}, deadline {expires}");
     assert_eq!(patient.expect_event("call_expired").await[0]["id"], cid);
-    doctor
-        .expect_no_event("call_expired", Duration::from_millis(1500))
-        .await;
+    c.app.advance(Duration::from_secs(60));
+    doctor.expect_no_event("call_expired", QUIET).await;
     let rows = c.audit(&cid).await;
     assert_eq!(
         rows.iter().filter(|r| r["action"] == "call.expire").count(),
@@ -1298,11 +1302,12 @@ async fn an_invitation_made_before_a_restart_expires_on_time_once() {
 
 #[tokio::test]
 async fn an_invitation_whose_deadline_passed_while_down_expires_at_start_once() {
-    let mut c = Clinic::open_with(|cfg| cfg.invite_ttl_secs = 1).await;
+    let mut c = Clinic::open().await;
     let entry = c.ready(&c.patient).await;
     let cid = c.invite("p1").await["id"].as_str().unwrap().to_owned();
     c.app.halt().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Down for longer than the 60 s TTL.
+    c.app.advance(Duration::from_secs(90));
     c.app.start_again().await;
     // Within moments of the start, without anyone asking.
     let mut status = String::new();

@@ -317,11 +317,15 @@ async fn twenty_concurrent_accepts_have_one_winner() {
 
 #[tokio::test]
 async fn an_unanswered_request_is_cancelled_as_expired_and_both_are_told() {
-    let s = School::open_with(|c| c.session_ttl_secs = 1).await;
+    let s = School::open().await;
     let mut teacher = s.app.connect(&s.teacher).await;
     let mut learner = s.app.connect(&s.learner).await;
     let row = s.request().await;
     let id = id_of(&row);
+    // The default 60 s TTL, jumped over on the server's clock.
+    s.app.advance(Duration::from_secs(59));
+    teacher.expect_no_event("session:updated", QUIET).await;
+    s.app.advance(Duration::from_secs(1));
     for side in [&mut teacher, &mut learner] {
         let ev = side.expect_event("session:updated").await;
         assert_eq!(ev[0]["id"], id.as_str());
@@ -339,7 +343,7 @@ async fn an_unanswered_request_is_cancelled_as_expired_and_both_are_told() {
 
 #[tokio::test]
 async fn a_request_pending_across_a_restart_expires_once() {
-    let mut s = School::open_with(|c| c.session_ttl_secs = 2).await;
+    let mut s = School::open().await;
     let row = s.request().await;
     let id = id_of(&row);
     s.app.restart().await;
@@ -347,19 +351,19 @@ async fn a_request_pending_across_a_restart_expires_once() {
     let mut learner = s.app.connect(&s.learner).await;
     // The teacher comes back before the deadline: the request is shown again.
     assert_eq!(teacher.expect_event("session:incoming").await[0], row);
+    s.app.advance(Duration::from_secs(60));
     for side in [&mut teacher, &mut learner] {
         assert_eq!(
             side.expect_event("session:updated").await[0]["end_reason"],
             "expired"
         );
     }
-    teacher
-        .expect_no_event("session:updated", Duration::from_millis(1500))
-        .await;
+    s.app.advance(Duration::from_secs(60));
+    teacher.expect_no_event("session:updated", QUIET).await;
     // A deadline that passed while the server was down fires at start, once.
     let id2 = id_of(&s.request().await);
     s.app.halt().await;
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    s.app.advance(Duration::from_secs(90));
     s.app.start_again().await;
     let mut status = Value::Null;
     for _ in 0..50 {

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use consultd_persistence::testing::TestDatabase;
+use consultd_server::Server;
+use consultd_server::clock::ManualClock;
 use consultd_server::config::Config;
-use consultd_server::{Server, start};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +25,9 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub http: reqwest::Client,
     pub config: Config,
+    /// The server's clock: the wall clock plus whatever a test advanced,
+    /// so an expiry test jumps over a deadline instead of sleeping to it.
+    pub clock: ManualClock,
     db: Option<TestDatabase>,
 }
 
@@ -47,8 +51,12 @@ impl TestApp {
             ..Config::default()
         };
         tweak(&mut config);
-        let server = start(config.clone()).await.expect("server starts");
+        let clock = ManualClock::following_wall();
+        let server = consultd_server::start_with_clock(config.clone(), Arc::new(clock.clone()))
+            .await
+            .expect("server starts");
         Self {
+            clock,
             addr: server.local_addr(),
             server: Some(server),
             http: reqwest::Client::new(),
@@ -73,8 +81,16 @@ impl TestApp {
         }
     }
 
+    /// Moves the server's clock forward: every deadline now due fires.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
     pub async fn start_again(&mut self) {
-        let server = start(self.config.clone()).await.expect("server restarts");
+        let server =
+            consultd_server::start_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
+                .await
+                .expect("server restarts");
         self.addr = server.local_addr();
         self.server = Some(server);
     }
