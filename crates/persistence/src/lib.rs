@@ -9,6 +9,7 @@ mod db;
 pub mod entity;
 mod error;
 pub mod repo;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use db::{Backend, Db, MigrationState, WriteTxn};

@@ -23,6 +23,9 @@ mod schedule;
 mod tutoring;
 pub mod views;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use consultd_domain::{ChatDuration, Timestamp};
