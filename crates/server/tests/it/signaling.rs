@@ -2,11 +2,9 @@
 //! end: the real server, real websockets, SQLite and (with
 //! `TEST_DATABASE_URL`) PostgreSQL.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(400);

@@ -2,13 +2,11 @@
 //! with a generated secret, `consultd token` using that same secret,
 //! migrations, SIGTERM, and no token in the logs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Handshake, SioClient};
+use crate::common::{Handshake, SioClient};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_consultd");

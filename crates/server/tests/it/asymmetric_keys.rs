@@ -1,9 +1,7 @@
 //! RS256 / ES256 for apps whose existing backend issues tokens with a key
 //! pair: the server holds only the public key.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use consultd_server::config::JwtAlgorithm;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};

@@ -2,11 +2,9 @@
 //! HTTP, its refusals, its races, and expiry across restarts. Every test
 //! runs on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(300);

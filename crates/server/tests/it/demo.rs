@@ -2,11 +2,9 @@
 //! asked for, and the counter mints working host and guest tokens, never
 //! admin ones, refusing bad input with the envelope.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn demo_dir() -> PathBuf {

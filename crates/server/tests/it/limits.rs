@@ -4,12 +4,10 @@
 //! per-user sockets, per-IP handshakes and per-user REST requests are
 //! capped, each refusal with its own code.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

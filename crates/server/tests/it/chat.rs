@@ -2,11 +2,9 @@
 //! the session timer, with real sockets and real HTTP, on SQLite and (with
 //! `TEST_DATABASE_URL`) PostgreSQL.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(300);

@@ -1,9 +1,7 @@
 //! CONTRACT §2 and §8 over HTTP: the envelope on every route, Bearer auth,
 //! body limits, health, readiness, metrics, CORS.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 async fn body(res: reqwest::Response) -> (u16, Value) {

@@ -5,11 +5,9 @@
 //! abandon time; the idle clock itself is tested on paused time beside
 //! `Presence`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const START: &str = "/api/call-sessions/start";

@@ -1,9 +1,7 @@
 //! CONTRACT §1: token sources, refusals with the contract's words, for
 //! Socket.IO v5 (client 3.x/4.x) and v4 (client 2.x, Engine.IO v3).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn refused_with(outcome: Result<SioClient, Value>, word: &str, what: &str) {

@@ -4,9 +4,7 @@
 //! The tables cover every name in `EVENTS` and every route in `ROUTES`: a
 //! new event or route without a row fails here.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use consultd_server::http::ROUTES;
 use consultd_server::socket::EVENTS;
 use serde_json::{Value, json};

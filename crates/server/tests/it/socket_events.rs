@@ -1,10 +1,8 @@
 //! Socket events on the root namespace: acks, errors, limits, rooms.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]
