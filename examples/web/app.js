@@ -1,4 +1,4 @@
-// consultd's browser demo: seed 001's flow (go online, queue, ready, invite,
+// consultd's browser demo: the queue consultation app's flow (go online, queue, ready, invite,
 // accept) and then a real WebRTC call whose offer, answer and ICE
 // candidates go through consultd's `webrtc:*` relay. Plain JS on purpose:
 // every line here is what a React or React Native client does too.
@@ -230,6 +230,16 @@ function closeInvitation(call, how) {
 
 // ---------------------------------------------------------------- the call
 
+// Browsers expose the camera only to secure contexts: https, or localhost.
+// Opened as http://<LAN address> (a phone on the same Wi-Fi), there is no
+// navigator.mediaDevices at all.
+const INSECURE =
+  'The camera and microphone need a secure page: open the demo over https, or as http://localhost on this machine.';
+
+function cameraAvailable() {
+  return window.isSecureContext && Boolean(navigator.mediaDevices?.getUserMedia);
+}
+
 async function startCall(call) {
   if (state.call) return;
   state.call = call;
@@ -241,6 +251,11 @@ async function startCall(call) {
   $('remote-name').textContent = other;
   log(`call ${call.id} confirmed: getting camera and microphone`);
 
+  if (!cameraAvailable()) {
+    setState('call-state', 'no camera');
+    log(INSECURE);
+    return;
+  }
   state.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   $('local-video').srcObject = state.local;
   const pc = new RTCPeerConnection({ iceServers: iceServers() });
@@ -387,6 +402,10 @@ function endLocally(why) {
 
 // ---------------------------------------------------------------- wiring
 
+if (!cameraAvailable()) {
+  $('insecure').textContent = INSECURE;
+  show('insecure');
+}
 if (typeof io === 'undefined') {
   $('whoami').textContent = 'socket.io-client is missing: run `npm ci` in examples/web, then reload.';
 } else if (role === 'doctor' || role === 'patient') {

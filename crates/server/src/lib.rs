@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+mod db_check;
 pub mod error;
 pub mod http;
 pub mod keys;
@@ -35,7 +36,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Cli, Command, Config, MigrateAction, TokenArgs};
+use crate::config::{Cli, Command, Config, JwtAlgorithm, MigrateAction, TokenArgs};
 use crate::keys::{KeySource, Keys};
 use crate::limits::{KeyedLimiter, Networks};
 use crate::presence::Presence;
@@ -169,7 +170,14 @@ async fn open_database(config: &Config) -> Result<Db, StartError> {
     {
         std::fs::create_dir_all(&config.data_dir)?;
     }
-    Ok(Db::connect(&config.effective_database_url()).await?)
+    let url = config.effective_database_url();
+    match Db::connect(&url).await {
+        Ok(db) => Ok(db),
+        Err(e) => match db_check::explain(&url, &e).await {
+            Some(words) => Err(StartError::Config(words)),
+            None => Err(e.into()),
+        },
+    }
 }
 
 /// Starts serving on `config.host:config.port`; returns once it listens.
@@ -374,6 +382,20 @@ async fn migrate(config: &Config, action: MigrateAction, steps: u32) -> Result<(
 
 /// The token `consultd token` prints.
 pub fn mint(config: &Config, args: &TokenArgs) -> Result<String, StartError> {
+    // Minting signs: with an asymmetric algorithm that takes the private
+    // key, whatever else is missing.
+    let asymmetric = match config.jwt_algorithm {
+        JwtAlgorithm::Hs256 => None,
+        JwtAlgorithm::Rs256 => Some("RS256"),
+        JwtAlgorithm::Es256 => Some("ES256"),
+    };
+    if let Some(name) = asymmetric
+        && config.jwt_private_key.is_none()
+    {
+        return Err(StartError::Config(format!(
+            "`consultd token` signs {name} tokens with JWT_PRIVATE_KEY (a PEM file or text): set it, and JWT_PUBLIC_KEY to verify"
+        )));
+    }
     let auth = authenticator(config)?;
     Ok(auth.mint(
         &args.sub,

@@ -28,8 +28,13 @@ pub fn init_logging(config: &Config) {
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // stderr: stdout is for command output (`consultd token`, `consultd migrate`).
+    // Colours only for a person at a terminal: a file, a pipe or a log
+    // collector gets plain text (NO_COLOR is honoured too).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

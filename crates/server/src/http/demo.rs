@@ -95,9 +95,20 @@ async fn token(
 
 /// Says where the demo is, that it is not for production, and what is
 /// missing when the page's `npm ci` has not been run.
+/// The address a browser on this machine opens: a wildcard bind
+/// (`0.0.0.0`, `::`) is not an address to browse to, and the camera needs
+/// a secure context, which `localhost` is and a LAN address over http is not.
+fn browsable(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
 pub(crate) fn announce(dir: &Path, addr: std::net::SocketAddr) {
     tracing::warn!(
-        url = %format!("http://{addr}/demo/"),
+        url = %format!("http://{}/demo/", browsable(addr)),
         dir = %dir.display(),
         "demo mode: anyone can mint doctor/patient tokens at /demo/token; never enable it in production"
     );
@@ -107,6 +118,22 @@ pub(crate) fn announce(dir: &Path, addr: std::net::SocketAddr) {
         tracing::error!(
             dir = %dir.display(),
             "the demo needs socket.io-client: run `npm ci` in this directory"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::browsable;
+
+    #[test]
+    fn a_wildcard_or_loopback_bind_is_announced_as_localhost() {
+        for bound in ["0.0.0.0:4000", "[::]:4000", "127.0.0.1:4000"] {
+            assert_eq!(browsable(bound.parse().unwrap()), "localhost:4000");
+        }
+        assert_eq!(
+            browsable("192.168.1.5:4000".parse().unwrap()),
+            "192.168.1.5:4000"
         );
     }
 }
