@@ -1,7 +1,7 @@
 """python-socketio against a real consultd: a smoke test of a third client
 implementation. Starts the consultd binary (CONSULTD_BIN) on a free port with
 a fresh data directory, then, over websocket and over polling, a patient
-starts a direct call (seed 000), the doctor hears the invitation, both join
+starts a direct call (the direct call app), the doctor hears the invitation, both join
 the call's room, the doctor's offer reaches the patient verbatim, a stranger
 is forbidden, the doctor confirms and the patient ends the call; a bad
 token is refused with `unauthorized`.

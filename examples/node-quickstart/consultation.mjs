@@ -1,4 +1,4 @@
-// Seed 001's whole consultation between a doctor and a patient, with
+// the queue consultation app's whole consultation between a doctor and a patient, with
 // socket.io-client 4.x, written the way the seeds' React hooks are: one
 // socket per user with its listeners registered up front, REST for actions,
 // events for news, and on the call page a second socket per user whose
@@ -64,7 +64,7 @@ function useSocket(token, onConnect = () => {}) {
   });
 }
 
-/** The call page's hook (seed 002's `useWebRTC`): join in `connect`, then relay. */
+/** The call page's hook (the WebRTC signaling app's `useWebRTC`): join in `connect`, then relay. */
 async function useWebRTC(token, roomId) {
   let joined;
   const socket = await useSocket(token, (s) => {

@@ -1,6 +1,6 @@
 // The browser demo (examples/web, served by `consultd --demo`) in Debian's
 // headless Chromium: a doctor and a patient, each in their own browser
-// context, go through seed 001's flow by clicking, then hold a real WebRTC
+// context, go through the queue consultation app's flow by clicking, then hold a real WebRTC
 // call through consultd's signaling with Chromium's fake camera, then end it.
 // Skipped when Chromium or the demo's `npm ci` is missing, unless
 // CONSULTD_BROWSER_TESTS=required (`.ci/run` sets it).

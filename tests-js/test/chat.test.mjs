@@ -1,4 +1,4 @@
-// Seed 004's customer/mechanic chat with real socket.io clients of both
+// the support chat app's customer/mechanic chat with real socket.io clients of both
 // generations: intake, accept, presence by user id starting the session,
 // messages with an idempotent resend, typing, read markers, the end.
 import { describe, test } from 'node:test';
@@ -28,7 +28,7 @@ function people() {
   };
 }
 
-describe('seed 004: chat sessions', () => {
+describe('support chat: chat sessions', () => {
   PAIRS.forEach(({ host, guest }) => {
     test(`mechanic ${label(host)}, customer ${label(guest)}`, async () => {
       const p = people();

@@ -1,7 +1,8 @@
-// docker-compose.yml, the README and the binary agree: the consultd
-// service's command and port are the README's, every environment variable
-// is in the README's compose table with the same value, and the binary
-// knows every one of them and accepts the command's flags.
+// docker-compose.yml, the docs and the binary agree: the consultd
+// service's command and port are the ones docs/operating.md states, every
+// environment variable is in its compose table with the same value and in
+// docs/configuration.md, and the binary knows every one of them and
+// accepts the command's flags.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,11 +13,12 @@ import { BIN } from '../lib/server.mjs';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const compose = parse(readFileSync(resolve(ROOT, 'docker-compose.yml'), 'utf8'));
-const readme = readFileSync(resolve(ROOT, 'README.md'), 'utf8');
-const section = readme.slice(readme.indexOf('### docker compose'), readme.indexOf('## Code tour'));
+const operating = readFileSync(resolve(ROOT, 'docs/operating.md'), 'utf8');
+const configuration = readFileSync(resolve(ROOT, 'docs/configuration.md'), 'utf8');
+const section = operating.slice(operating.indexOf('## docker compose'));
 const consultd = compose.services.consultd;
 
-test('the README states the compose command and port', () => {
+test('the operating guide states the compose command and port', () => {
   assert.ok(section.includes(`runs \`consultd ${consultd.command.join(' ')}\``), 'command');
   assert.deepEqual(consultd.ports, ['4000:4000']);
   assert.ok(section.includes('`4000:4000`'), 'port');
@@ -25,7 +27,7 @@ test('the README states the compose command and port', () => {
   assert.ok(section.includes('http://localhost:4000/demo/'));
 });
 
-test('every compose environment variable is in the README table with its value', () => {
+test('every compose environment variable is in the operating guide\'s table with its value', () => {
   const rows = new Map(
     [...section.matchAll(/^\| `([A-Z_]+)` \| `([^`]*)` \|/gm)].map((m) => [m[1], m[2]]),
   );
@@ -36,7 +38,7 @@ test('the binary knows every variable and accepts the command', () => {
   const help = execFileSync(BIN, ['--help']).toString();
   for (const name of Object.keys(consultd.environment)) {
     assert.match(help, new RegExp(`\\[env: ${name}[=\\]]`), `consultd --help lists ${name}`);
-    assert.ok(readme.includes(`| \`${name}\` |`), `${name} in the configuration table`);
+    assert.ok(configuration.includes(`| \`${name}\` |`), `${name} in the configuration table`);
   }
   execFileSync(BIN, [...consultd.command, '--help']);
 });

@@ -1,4 +1,4 @@
-// Seed 000 (a patient's "Talk Now" direct call) and seed 003 (a learner's
+// The direct call app (a patient's "Talk Now" direct call) and the tutoring request app (a learner's
 // tutoring request) with real socket.io clients of both generations.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,10 +17,10 @@ const { client, api, token } = useConsultd(EVENTS);
 
 const SNAKE = ['appointment_id', 'call_session_id', 'call_type', 'status', 'doctor_id', 'patient_id', 'room_id', 'expires_at'];
 
-// Seed 003 is not in the compatibility matrix: two mixed pairs suffice.
+// The tutoring request app is not in the compatibility matrix: two mixed pairs suffice.
 const CASES = PAIRS.filter((_, i) => i % 3 === 0);
 
-describe('seed 000: direct calls', () => {
+describe('direct call: direct calls', () => {
   PAIRS.forEach(({ host, guest }, n) => {
     test(`doctor ${label(host)}, patient ${label(guest)}`, async () => {
       const doctorId = 7700 + n;
@@ -63,7 +63,7 @@ describe('seed 000: direct calls', () => {
   });
 });
 
-describe('seed 003: tutoring sessions', () => {
+describe('tutoring request: tutoring sessions', () => {
   CASES.forEach(({ host, guest }, n) => {
     test(`teacher ${label(host)}, learner ${label(guest)}`, async () => {
       const teacherToken = token(`teacher${n}`, 'teacher', 'Ms T');

@@ -17,7 +17,7 @@ const EVENTS = [
 ];
 const { client, api, token } = useConsultd(EVENTS);
 
-describe('seed 001 with real clients', () => {
+describe('queue consultation with real clients', () => {
   PAIRS.forEach(({ host, guest }, n) => {
     test(`doctor ${label(host)}, patient ${label(guest)}`, async () => {
       const doctorToken = token(`doc${n}`, 'doctor', 'Dr JS');

@@ -1,5 +1,5 @@
 // The README's Node examples (examples/node-quickstart) work as written:
-// the quickstart client and seed 001's whole consultation.
+// the quickstart client and the queue consultation app's whole consultation.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -34,7 +34,7 @@ test('says why a bad token is refused', async () => {
   });
 });
 
-test('runs seed 001 from setup to the end and prints every phase', async () => {
+test('runs the queue consultation app from setup to the end and prints every phase', async () => {
   const env = {
     ...process.env,
     CONSULTD_URL: server.url,

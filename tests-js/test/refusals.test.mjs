@@ -1,6 +1,6 @@
 // The refusal cases over every client generation and transport: bad
 // payloads, unknown events, events without an ack (the `error` event),
-// oversized frames, wrong roles; and seed 001's refusals (decline, a second
+// oversized frames, wrong roles; and the queue consultation app's refusals (decline, a second
 // invitation, toggling off while invited, someone else's call) reaching
 // clients of every kind.
 import { describe, test } from 'node:test';
@@ -39,7 +39,7 @@ describe('socket refusals', () => {
   });
 });
 
-describe('seed 001 refusals', () => {
+describe('queue consultation refusals', () => {
   PAIRS.forEach(({ host, guest }, n) => {
     test(`doctor ${label(host)}, patient ${label(guest)}: decline, double invite, toggle while invited, a stranger`, async () => {
       const doctorToken = token(`ref-doc${n}`, 'doctor', 'Dr No');

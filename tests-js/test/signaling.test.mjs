@@ -1,4 +1,4 @@
-// Seed 002's WebRTC signaling with real socket.io clients of both
+// the WebRTC signaling app's WebRTC signaling with real socket.io clients of both
 // generations: join, offer/answer/candidates relayed verbatim, a late
 // joiner's replay, legacy names, presence with two tabs, strangers refused.
 import { describe, test } from 'node:test';
@@ -33,7 +33,7 @@ async function liveCall() {
 // A 20 KB SDP with the characters SDPs carry (CRLF) and some they might.
 const BIG_SDP = `v=0\r\n${'a=candidate:1 1 udp 2122260223 10.0.0.1 5000 typ host\r\n'.repeat(360)}é"\\`;
 
-describe('seed 002: signaling', () => {
+describe('WebRTC signaling: signaling', () => {
   PAIRS.forEach(({ host, guest }) => {
     test(`doctor ${label(host)}, patient ${label(guest)}`, async () => {
       const call = await liveCall();

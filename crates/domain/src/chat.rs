@@ -1,4 +1,4 @@
-//! Chat sessions (CONTRACT §7, seed 004): a customer asks for help, a host
+//! Chat sessions (CONTRACT §7): a customer asks for help, a host
 //! (mechanic) takes it, and the session runs for a fixed time once both are
 //! there.
 //!
@@ -9,7 +9,7 @@
 //!     └── end (customer) ──▶ ended ◀── end (either) ◀── end / ends_at ──┘
 //! ```
 //!
-//! Seed 004's bug was deciding "both present" on the client from presence
+//! the support chat app's bug was deciding "both present" on the client from presence
 //! keyed by connection; here the server decides from the user ids present,
 //! and `live` fixes `ends_at`, which the timer honours across restarts.
 
@@ -497,7 +497,7 @@ mod tests {
         assert_eq!(s, before);
     }
 
-    /// Seed 004's scenarios, decided by user id, whatever order they come in.
+    /// the support chat app's scenarios, decided by user id, whatever order they come in.
     #[test]
     fn live_only_when_customer_and_assigned_mechanic_are_both_present() {
         let (cust, mech, other) = (user("cust"), user("mech"), user("other"));

@@ -1,8 +1,8 @@
-//! Direct calls without an appointment (CONTRACT §5, seed 000): a guest calls
+//! Direct calls without an appointment (CONTRACT §5): a guest calls
 //! a host now. The guest is the inviter, the host the invitee, and the call
 //! runs the machine of [`crate::call`].
 //!
-//! `appointment_id` is the caller's opaque routing key. Seed 000's client
+//! `appointment_id` is the caller's opaque routing key. the direct call app's client
 //! makes one up as `direct_session_<ms>` when there is no appointment, and
 //! its backend crashed looking that up as an appointment record. consultd
 //! never looks an appointment id up: there is nothing to look up, so that
@@ -38,7 +38,7 @@ impl AppointmentId {
     }
 
     /// The key made for a caller who sent none: `direct_session_<ms>`, as
-    /// seed 000's client makes it.
+    /// the direct call app's client makes it.
     pub fn generate(now: Timestamp) -> Self {
         Self(format!("{DIRECT_SESSION_PREFIX}{}", now.timestamp_millis()))
     }

@@ -31,7 +31,7 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// A host's practice session (seed 001's "schedule").
+    /// A host's practice session (the queue consultation app's "schedule").
     ScheduleId
 );
 id_type!(

@@ -32,7 +32,7 @@ impl CallKind {
 
     /// The kinds that are "calls" in the sense of §4: a host and a guest each
     /// take at most one of them at a time. A tutoring request is not one
-    /// (seed 003 lets a teacher see several incoming requests).
+    /// (the tutoring request app lets a teacher see several incoming requests).
     pub const CALLS: &'static [Self] = &[Self::Queue, Self::Direct];
 
     pub fn as_str(self) -> &'static str {

@@ -1,4 +1,4 @@
-//! A host's practice session (seed 001's schedule).
+//! A host's practice session (the queue consultation app's schedule).
 //!
 //! ```text
 //! UPCOMING ──start──▶ ONLINE ──end──▶ COMPLETED

@@ -1,4 +1,4 @@
-//! Tutoring-style sessions (CONTRACT §6, seed 003): a learner asks a teacher
+//! Tutoring-style sessions (CONTRACT §6): a learner asks a teacher
 //! for a session now; the teacher accepts or rejects within the TTL.
 //!
 //! A session *is* a call — learner inviter, teacher invitee — run by the one
@@ -10,7 +10,7 @@
 //! end_reason –        –                 ended  rejected  cancelled  expired
 //! ```
 //!
-//! accept = confirm, reject = decline, cancel = cancel, end = end. Seed 003's
+//! accept = confirm, reject = decline, cancel = cancel, end = end. the tutoring request app's
 //! "only update if still pending" is the call's compare-and-set on INVITED.
 
 use crate::call::{CallCommand, CallStatus};
@@ -185,7 +185,7 @@ mod tests {
         c
     }
 
-    /// Seed 003's whole flow, written in session words, checked against the
+    /// the tutoring request app's whole flow, written in session words, checked against the
     /// call machine for every status a session can be in, every command and
     /// every actor.
     #[test]

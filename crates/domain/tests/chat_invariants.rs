@@ -1,6 +1,6 @@
 //! Random command sequences against chat sessions as the server drives
 //! them (accepts by several hosts, presence changes, ends by anyone, the
-//! timer at random instants); after every step seed 004's rules must hold.
+//! timer at random instants); after every step the support chat app's rules must hold.
 
 use chrono::{Duration, TimeZone};
 use consultd_domain::*;

@@ -89,7 +89,7 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         window: u64,
     },
-    /// Everything the README's table reports, with the targets' parameters.
+    /// Everything docs/benchmarks.md's table reports, with the targets' parameters.
     All,
 }
 

@@ -1,5 +1,5 @@
 //! Command line and configuration: every setting is a flag and an
-//! environment variable, documented here and in the README.
+//! environment variable, documented here and in docs/configuration.md.
 
 use std::path::PathBuf;
 use std::time::Duration;

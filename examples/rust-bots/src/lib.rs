@@ -1,4 +1,4 @@
-//! Two bots, a doctor and a patient, that run seed 001's consultation
+//! Two bots, a doctor and a patient, that run the queue consultation app's consultation
 //! against a running consultd with `rust_socketio` (an independent
 //! Socket.IO client, not consultd's code), the way an app's clients would:
 //! one socket per user, listeners first, REST for actions, events for news.
@@ -220,7 +220,7 @@ fn field(v: &Value, name: &str) -> Result<String> {
     }
 }
 
-/// Seed 001's consultation, start to end. `report(phase, text)` hears each
+/// the queue consultation app's consultation, start to end. `report(phase, text)` hears each
 /// phase as it completes.
 pub async fn run_consultation(
     url: &str,

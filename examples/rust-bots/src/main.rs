@@ -1,4 +1,4 @@
-//! `consultd-bots`: seed 001's consultation between a doctor bot and a
+//! `consultd-bots`: the queue consultation app's consultation between a doctor bot and a
 //! patient bot, printed phase by phase.
 //!
 //! ```text

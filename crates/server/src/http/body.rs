@@ -40,7 +40,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// An id given as a JSON string or integer (seed 000 sends `doctor_id: 123`);
+/// An id given as a JSON string or integer (the direct call app sends `doctor_id: 123`);
 /// normalised to a string, like the token's `sub`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IdInput(pub String);

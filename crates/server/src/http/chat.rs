@@ -12,7 +12,7 @@ use crate::service::views::{ChatMessageView, ChatSessionView};
 use crate::service::{ChatCommand, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::state::AppState;
 
-/// Seed 004's intake: both fields optional.
+/// the support chat app's intake: both fields optional.
 #[derive(Deserialize)]
 pub(super) struct CreateChat {
     #[serde(default)]

@@ -296,7 +296,7 @@ fn call_type(raw: Option<&str>) -> Result<CallType, ApiError> {
     }
 }
 
-/// CONTRACT §5's body; seed 000 sends snake_case and `doctor_id` as a number.
+/// CONTRACT §5's body; the direct call app sends snake_case and `doctor_id` as a number.
 #[derive(Deserialize)]
 pub(super) struct StartDirectCall {
     #[serde(default, alias = "callType")]

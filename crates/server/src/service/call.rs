@@ -219,7 +219,7 @@ impl CallService {
         }
         let both = Audience::Users(vec![c.host.user_id.clone(), c.guest.user_id.clone()]);
         if kind == CallKind::Tutoring {
-            // Seed 003 listened to `postgres_changes` UPDATEs; every change
+            // The tutoring request app listened to `postgres_changes` UPDATEs; every change
             // is `session:updated` to both, and the learner also gets
             // `session:accepted`.
             let view = SessionView::from(record);

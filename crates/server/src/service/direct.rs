@@ -1,4 +1,4 @@
-//! Direct calls without an appointment (CONTRACT §5, seed 000): a guest
+//! Direct calls without an appointment (CONTRACT §5): a guest
 //! calls a host now. The call runs the same machine, table, timer and
 //! events as a queue call; only the way in differs.
 

@@ -1,4 +1,4 @@
-//! Tutoring-style sessions (CONTRACT §6, seed 003). A session is a call with
+//! Tutoring-style sessions (CONTRACT §6). A session is a call with
 //! the learner as inviter and the teacher as invitee; this module only
 //! speaks its vocabulary (pending/accepted/…, `session:*` events).
 
@@ -65,7 +65,7 @@ impl TutoringService {
         let record = CallRecord {
             call,
             origin: CallOrigin::Tutoring { skill_name },
-            // Seed 003's `room-…` shape; only shown once accepted.
+            // the tutoring request app's `room-…` shape; only shown once accepted.
             room_id: format!("room-{id}"),
             call_type: "video".to_owned(),
         };

@@ -45,7 +45,7 @@ pub struct EntryView {
     pub status: &'static str,
     /// 1-based place in the schedule's join order.
     pub position: u64,
-    /// Seed 001's flag, kept for clients that read it.
+    /// the queue consultation app's flag, kept for clients that read it.
     pub is_ready: bool,
     /// The live call this entry is invited to or in.
     pub call_session_id: Option<String>,
@@ -87,9 +87,9 @@ pub struct QueueUpdated {
 }
 
 /// The call object of CONTRACT §4: the host is the doctor, the guest the
-/// patient, whoever invited whom. A direct call (§5) carries seed 000's
-/// snake_case fields as well, so the doctor app of seed 001 and the patient
-/// app of seed 000 both read it unchanged.
+/// patient, whoever invited whom. A direct call (§5) carries the direct call app's
+/// snake_case fields as well, so the doctor app of the queue consultation app and the patient
+/// app of the direct call app both read it unchanged.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CallView {
@@ -189,7 +189,7 @@ impl From<&CallRecord> for CallView {
     }
 }
 
-/// A tutoring session (CONTRACT §6), seed 003's `sessions` row. `room_id`
+/// A tutoring session (CONTRACT §6), the tutoring request app's `sessions` row. `room_id`
 /// appears once the teacher has accepted.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SessionView {
@@ -305,7 +305,7 @@ mod opt_millis {
     }
 }
 
-/// A chat session (CONTRACT §7): seed 004's row. The chat room id is the
+/// A chat session (CONTRACT §7): the support chat app's row. The chat room id is the
 /// session id (`room_id` repeats it for clients that look for one).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ChatSessionView {

@@ -304,7 +304,7 @@ async fn handle_slow(
     }
 }
 
-/// Seed 002: the payload is ignored; hosts only.
+/// The WebRTC signaling app: the payload is ignored; hosts only.
 fn identify(ctx: &SocketCtx) -> Result<Json, ApiError> {
     if ctx.principal.is_host() {
         Ok(json!({ "ok": true }))

@@ -1,4 +1,4 @@
-//! CONTRACT §7 end to end (seed 004): chat sessions, messages, presence and
+//! CONTRACT §7 end to end (the support chat app): chat sessions, messages, presence and
 //! the session timer, with real sockets and real HTTP, on SQLite and (with
 //! `TEST_DATABASE_URL`) PostgreSQL.
 
@@ -107,7 +107,7 @@ async fn send(c: &mut SioClient, room: &str, content: &str, cmid: Option<&str>) 
     c.emit_ack("chat:send_message", body).await
 }
 
-/// Seed 004's test 1 and 2: the customer is in the room first; the
+/// the support chat app's test 1 and 2: the customer is in the room first; the
 /// mechanic accepts (first wins) and joins; the server sees both users and
 /// starts the session and its timer.
 #[tokio::test]

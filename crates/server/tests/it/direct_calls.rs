@@ -1,4 +1,4 @@
-//! CONTRACT §5 end to end (seed 000): a patient calls a doctor directly,
+//! CONTRACT §5 end to end (the direct call app): a patient calls a doctor directly,
 //! with real sockets and real HTTP, on SQLite and (with `TEST_DATABASE_URL`)
 //! PostgreSQL.
 
@@ -39,7 +39,7 @@ fn is_iso_millis(v: &Value) -> bool {
 #[tokio::test]
 async fn the_talk_now_flow_of_seed_000() {
     let app = TestApp::spawn().await;
-    // Seed 000's doctor ids are numbers.
+    // the direct call app's doctor ids are numbers.
     let doctor_token = app.token("123", "doctor");
     let patient_token = app.token("p1", "patient");
     let mut doctor = app.connect(&doctor_token).await;

@@ -76,7 +76,7 @@ async fn offer_answer_and_candidates_flow_verbatim_and_in_order() {
     // The doctor joins by call id: nobody else is there yet.
     let ack = join(&mut doctor, &call.id).await;
     assert_eq!(ack, json!({ "ok": true, "roomId": call.id, "peers": [] }));
-    // The patient joins by the appointment id of seed 000.
+    // The patient joins by the appointment id of the direct call app.
     let ack = join(&mut patient, &call.appointment).await;
     assert_eq!(
         ack,
@@ -414,7 +414,7 @@ async fn legacy_names_are_spoken_to_the_sockets_that_use_them() {
     let mut patient = app.connect(&call.patient).await;
     doctor.drain(QUIET).await;
     patient.drain(QUIET).await;
-    // Before seed 002's fix: `join_consultation_room` with an appointment id.
+    // Before the WebRTC signaling app's fix: `join_consultation_room` with an appointment id.
     let ack = doctor
         .emit_ack(
             "join_consultation_room",

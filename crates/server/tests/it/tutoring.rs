@@ -1,4 +1,4 @@
-//! CONTRACT §6 end to end (seed 003): a learner asks a teacher for a
+//! CONTRACT §6 end to end (the tutoring request app): a learner asks a teacher for a
 //! session, with real sockets and real HTTP, on SQLite and (with
 //! `TEST_DATABASE_URL`) PostgreSQL.
 
@@ -162,7 +162,7 @@ async fn reject_and_cancel_end_a_request_with_their_reason() {
             "cancelled"
         );
     }
-    // Several requests may wait for one teacher at once (seed 003's list).
+    // Several requests may wait for one teacher at once (the tutoring request app's list).
     let a = id_of(&s.request().await);
     let other = s.app.token("l2", "learner");
     let (status, body) = s
