@@ -16,6 +16,7 @@
 use chrono::Duration;
 
 use crate::identity::{Principal, UserId};
+use crate::ids::ChatId;
 use crate::time::Timestamp;
 use crate::transition::{Status, Transition};
 
@@ -137,7 +138,7 @@ impl Concern {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatSession {
     /// Also the chat room's id.
-    pub id: String,
+    pub id: ChatId,
     pub customer: UserId,
     /// Set by the first accept, never changed after.
     pub mechanic: Option<UserId>,
@@ -156,7 +157,7 @@ pub struct ChatSession {
 impl ChatSession {
     /// A customer's new request.
     pub fn open(
-        id: String,
+        id: ChatId,
         customer: UserId,
         concern: Option<Concern>,
         duration: ChatDuration,
@@ -366,7 +367,7 @@ mod tests {
     }
 
     fn session() -> ChatSession {
-        ChatSession::open("c1".into(), user("cust"), None, minutes(30.0), t0())
+        ChatSession::open(ChatId::new("c1"), user("cust"), None, minutes(30.0), t0())
     }
 
     /// A session in `status`, assigned to `mech` once past `pending`.
@@ -488,7 +489,7 @@ mod tests {
     #[test]
     fn a_host_cannot_accept_their_own_request() {
         // A user id is one person whatever role a token claims.
-        let mut s = ChatSession::open("c".into(), user("x"), None, minutes(1.0), t0());
+        let mut s = ChatSession::open(ChatId::new("c"), user("x"), None, minutes(1.0), t0());
         let before = s.clone();
         assert!(matches!(
             s.accept(&principal("x", "mechanic"), t0()),

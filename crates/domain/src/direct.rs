@@ -25,16 +25,13 @@ pub struct AppointmentId(String);
 
 impl AppointmentId {
     /// The longest key accepted.
-    pub const MAX_LEN: usize = 256;
+    pub const MAX_LEN: usize = crate::ids::MAX_ID_LEN;
 
     /// A key the caller chose; blank, over-long or control-character keys are
     /// refused.
     pub fn parse(raw: impl Into<String>) -> Option<Self> {
         let raw = raw.into();
-        let usable = !raw.trim().is_empty()
-            && raw.len() <= Self::MAX_LEN
-            && !raw.chars().any(char::is_control);
-        usable.then_some(Self(raw))
+        crate::ids::usable_id(&raw).then_some(Self(raw))
     }
 
     /// The key made for a caller who sent none: `direct_session_<ms>`, as

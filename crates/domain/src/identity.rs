@@ -17,15 +17,13 @@ pub struct UserId(String);
 
 impl UserId {
     /// The longest id accepted; longer ones are not ids anyone issues.
-    pub const MAX_LEN: usize = 256;
+    pub const MAX_LEN: usize = crate::ids::MAX_ID_LEN;
 
     /// Wraps an id. Empty, over-long and control-character ids are refused:
     /// they could never be addressed (and a NUL cannot even be stored).
     pub fn new(raw: impl Into<String>) -> Option<Self> {
         let raw = raw.into();
-        let usable =
-            !raw.is_empty() && raw.len() <= Self::MAX_LEN && !raw.chars().any(char::is_control);
-        usable.then_some(Self(raw))
+        crate::ids::usable_id(&raw).then_some(Self(raw))
     }
 
     pub fn as_str(&self) -> &str {

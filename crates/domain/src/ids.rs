@@ -5,6 +5,18 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The longest id of any kind consultd accepts (a user's, a call's, an
+/// appointment key); longer ones are not ids anyone issues.
+pub const MAX_ID_LEN: usize = 256;
+
+/// What any id can look like at all: not blank, at most [`MAX_ID_LEN`]
+/// bytes, no control characters (they could never be addressed, and a NUL
+/// cannot even be stored). The one rule, for ids from tokens, bodies,
+/// paths and socket payloads alike.
+pub fn usable_id(raw: &str) -> bool {
+    !raw.trim().is_empty() && raw.len() <= MAX_ID_LEN && !raw.chars().any(char::is_control)
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -29,7 +29,7 @@ pub use chat::{
 };
 pub use direct::{AppointmentId, DirectError, DirectStart, start_direct_call};
 pub use identity::{Principal, Role, RoleClass, RoleMap, RoleMapError, UserId};
-pub use ids::{CallId, ChatId, EntryId, MessageId, RoomId, ScheduleId};
+pub use ids::{CallId, ChatId, EntryId, MessageId, RoomId, ScheduleId, usable_id};
 pub use origin::{CallKind, CallOrigin};
 pub use queue::{EntryChange, EntryState, EntryStatus, QueueEntry, QueueError, start_queue_call};
 pub use rate::TokenBucket;

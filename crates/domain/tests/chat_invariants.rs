@@ -60,7 +60,7 @@ proptest! {
         let t0 = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
         let duration = ChatDuration::from_minutes(5.0).unwrap();
         let mut now = t0;
-        let mut s = ChatSession::open("s".into(), UserId::new("c0").unwrap(), None, duration, t0);
+        let mut s = ChatSession::open(consultd_domain::ChatId::new("s"), UserId::new("c0").unwrap(), None, duration, t0);
         let mut first_mechanic: Option<UserId> = None;
         let mut presence: Vec<UserId> = vec![];
         for op in ops {

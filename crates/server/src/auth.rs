@@ -72,12 +72,11 @@ impl Authenticator {
                     _ => AuthError::Unauthorized,
                 })?;
         let claims = data.claims;
-        let user_id = match claims.get("sub") {
-            Some(Value::String(s)) => UserId::new(s.trim()),
-            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => UserId::new(n.to_string()),
-            _ => None,
-        }
-        .ok_or(AuthError::Unauthorized)?;
+        let user_id = claims
+            .get("sub")
+            .and_then(crate::input::id_text)
+            .and_then(|sub| UserId::new(sub.trim()))
+            .ok_or(AuthError::Unauthorized)?;
         let (first, rest) = self
             .role_claim
             .split_first()

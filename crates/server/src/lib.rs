@@ -12,6 +12,7 @@ pub mod config;
 mod db_check;
 pub mod error;
 pub mod http;
+mod input;
 pub mod keys;
 pub mod limits;
 pub mod presence;

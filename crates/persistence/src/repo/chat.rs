@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 use consultd_domain::{
-    ChatDuration, ChatSession, ChatStatus, Concern, Status, Timestamp, Transition,
+    ChatDuration, ChatId, ChatSession, ChatStatus, Concern, Status, Timestamp, Transition,
 };
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -41,7 +41,7 @@ impl TryFrom<chat_session::Model> for ChatSession {
             started_at: m.started_at,
             ends_at: m.ends_at,
             ended_at: m.ended_at,
-            id: m.id,
+            id: ChatId::new(m.id),
         })
     }
 }
@@ -95,7 +95,7 @@ impl ChatRepo {
         s: &ChatSession,
     ) -> Result<(), RepoError> {
         let model = chat_session::ActiveModel {
-            id: Set(s.id.clone()),
+            id: Set(s.id.as_str().to_owned()),
             customer_user_id: Set(s.customer.to_string()),
             mechanic_id: Set(s.mechanic.as_ref().map(ToString::to_string)),
             status: Set(s.status.as_str().to_owned()),

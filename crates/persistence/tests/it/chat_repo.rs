@@ -4,7 +4,8 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use consultd_domain::{
-    ChatDuration, ChatSession, ChatStatus, Principal, RoleMap, Timestamp, Transition, UserId,
+    ChatDuration, ChatId, ChatSession, ChatStatus, Principal, RoleMap, Timestamp, Transition,
+    UserId,
 };
 use consultd_persistence::testing::TestDatabase;
 use consultd_persistence::{ChatMessage, ChatRepo, ChatScope, Db, RepoError};
@@ -53,7 +54,7 @@ fn message(room: &str, id: &str, at: Timestamp, cmid: Option<&str>) -> ChatMessa
 async fn sessions_round_trip_and_only_the_first_accept_is_stored() {
     for (tdb, db) in ready().await {
         let duration = ChatDuration::from_minutes(30.0).unwrap();
-        let s = ChatSession::open("s1".into(), user("c1"), None, duration, t0());
+        let s = ChatSession::open(ChatId::new("s1"), user("c1"), None, duration, t0());
         ChatRepo.insert(db.conn(), &s).await.unwrap();
         assert_eq!(
             ChatRepo.find(db.conn(), "s1").await.unwrap(),
@@ -124,7 +125,7 @@ async fn sessions_round_trip_and_only_the_first_accept_is_stored() {
 async fn messages_are_idempotent_by_client_id_and_page_by_time_then_id() {
     for (tdb, db) in ready().await {
         let duration = ChatDuration::from_minutes(30.0).unwrap();
-        let s = ChatSession::open("room".into(), user("c1"), None, duration, t0());
+        let s = ChatSession::open(ChatId::new("room"), user("c1"), None, duration, t0());
         ChatRepo.insert(db.conn(), &s).await.unwrap();
         let repo = ChatRepo;
         // Five in one millisecond, two later; written out of order.

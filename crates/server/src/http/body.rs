@@ -4,9 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use consultd_domain::UserId;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -40,36 +38,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// An id given as a JSON string or integer (the direct call app sends `doctor_id: 123`);
-/// normalised to a string, like the token's `sub`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IdInput(pub String);
-
-impl<'de> Deserialize<'de> for IdInput {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) if !s.trim().is_empty() => s,
-            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
-            _ => {
-                return Err(serde::de::Error::custom(
-                    "an id must be a non-empty string or an integer",
-                ));
-            }
-        };
-        if usable_id(&raw) {
-            Ok(Self(raw))
-        } else {
-            Err(serde::de::Error::custom(
-                "an id must be at most 256 characters, without control characters",
-            ))
-        }
-    }
-}
-
-/// What any id (a user's, a schedule's, a call's) can look like at all.
-fn usable_id(raw: &str) -> bool {
-    !raw.is_empty() && raw.len() <= UserId::MAX_LEN && !raw.chars().any(char::is_control)
-}
+pub(crate) use crate::input::IdInput;
 
 /// A resource id from the path. One no id could look like (over-long,
 /// control characters) is simply not found, without touching the database.
@@ -82,7 +51,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found("not found"))?;
-        if usable_id(&id) {
+        if consultd_domain::usable_id(&id) {
             Ok(Self(id))
         } else {
             Err(ApiError::not_found("not found"))
@@ -90,44 +59,34 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// The query string as key/value pairs.
-pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
+/// The query string, decoded once; axum's own `Query` rejects with plain
+/// text, and several routes accept two spellings of a name.
+pub(crate) struct QueryParams(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or_default();
+        Ok(Self(
+            form_urlencoded::parse(raw.as_bytes())
+                .into_owned()
+                .collect(),
+        ))
+    }
 }
 
-/// The first value of any of `names`.
-pub(crate) fn query_value<'a>(pairs: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| names.contains(&k.as_str()))
-        .map(|(_, v)| v.as_str())
-}
+impl QueryParams {
+    /// The first value of any of `names`, as sent (possibly empty).
+    pub(crate) fn get(&self, names: &[&str]) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| names.contains(&k.as_str()))
+            .map(|(_, v)| v.as_str())
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_strings_or_integers() {
-        let ok: IdInput = serde_json::from_str("\"abc\"").unwrap();
-        assert_eq!(ok.0, "abc");
-        let ok: IdInput = serde_json::from_str("123").unwrap();
-        assert_eq!(ok.0, "123");
-        let long = format!("\"{}\"", "x".repeat(257));
-        for bad in [
-            "1.5",
-            "true",
-            "null",
-            "\"\"",
-            "\"  \"",
-            "[1]",
-            "{}",
-            "\"a\\u0000b\"",
-            &long,
-        ] {
-            assert!(serde_json::from_str::<IdInput>(bad).is_err(), "{bad}");
-        }
+    /// [`QueryParams::get`], with an empty value read as absent.
+    pub(crate) fn text(&self, names: &[&str]) -> Option<&str> {
+        self.get(names).filter(|v| !v.is_empty())
     }
 }

@@ -1,12 +1,12 @@
 //! CONTRACT §7: chat session intake, accept, end, and message history.
 //! Each handler parses, calls one service function, and maps its result.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use consultd_domain::{ChatDuration, ChatStatus, Concern, Status};
 use serde::Deserialize;
 
 use super::AuthUser;
-use super::body::{JsonBody, PathId, query_pairs, query_value};
+use super::body::{JsonBody, PathId, QueryParams};
 use crate::error::{ApiError, ApiResult, Created, Ok200};
 use crate::service::views::{ChatMessageView, ChatSessionView};
 use crate::service::{ChatCommand, HISTORY_DEFAULT, HISTORY_MAX};
@@ -49,10 +49,9 @@ pub(super) async fn create(
 pub(super) async fn list(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    RawQuery(query): RawQuery,
+    query: QueryParams,
 ) -> ApiResult<Vec<ChatSessionView>> {
-    let pairs = query_pairs(query.as_deref());
-    let status = match query_value(&pairs, &["status"]).filter(|v| !v.is_empty()) {
+    let status = match query.text(&["status"]) {
         None => None,
         Some(raw) => Some(ChatStatus::parse(raw).ok_or_else(|| {
             ApiError::bad_request("status must be one of pending, waiting, live, ended")
@@ -98,11 +97,10 @@ pub(super) async fn history(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
     PathId(room_id): PathId,
-    RawQuery(query): RawQuery,
+    query: QueryParams,
 ) -> ApiResult<Vec<ChatMessageView>> {
-    let pairs = query_pairs(query.as_deref());
-    let before = query_value(&pairs, &["before"]).filter(|v| !v.is_empty());
-    let limit = match query_value(&pairs, &["limit"]).filter(|v| !v.is_empty()) {
+    let before = query.text(&["before"]);
+    let limit = match query.text(&["limit"]) {
         None => HISTORY_DEFAULT,
         Some(raw) => raw
             .parse::<u64>()

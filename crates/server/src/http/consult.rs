@@ -2,7 +2,7 @@
 //! the audit log, direct calls and tutoring sessions. Each handler parses,
 //! calls one service function, and maps its result.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use consultd_domain::{
     AppointmentId, CallCommand, ScheduleCommand, SkillName, Status, TutoringCommand, TutoringStatus,
@@ -10,7 +10,7 @@ use consultd_domain::{
 use serde::Deserialize;
 
 use super::AuthUser;
-use super::body::{IdInput, JsonBody, PathId, query_pairs, query_value};
+use super::body::{IdInput, JsonBody, PathId, QueryParams};
 use crate::error::{ApiError, ApiResult, Created, Ok200};
 use crate::service::CallType;
 use crate::service::views::{AuditView, CallView, EntryView, ScheduleView, SessionView};
@@ -266,11 +266,10 @@ const AUDIT_MAX_LIMIT: u64 = 1000;
 pub(super) async fn audit_logs(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    RawQuery(query): RawQuery,
+    query: QueryParams,
 ) -> ApiResult<Vec<AuditView>> {
-    let pairs = query_pairs(query.as_deref());
-    let entity = query_value(&pairs, &["entityId", "entity_id"]).filter(|v| !v.is_empty());
-    let limit = match query_value(&pairs, &["limit"]) {
+    let entity = query.text(&["entityId", "entity_id"]);
+    let limit = match query.get(&["limit"]) {
         None => AUDIT_DEFAULT_LIMIT,
         Some(raw) => raw
             .parse::<u64>()
@@ -315,14 +314,9 @@ fn appointment_key(raw: Option<serde_json::Value>) -> Result<Option<AppointmentI
             "appointment_id must be a string or an integer of at most 256 characters",
         )
     };
-    match raw {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
-        Some(serde_json::Value::String(s)) => AppointmentId::parse(s).map(Some).ok_or_else(bad),
-        Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => {
-            Ok(AppointmentId::parse(n.to_string()))
-        }
-        Some(_) => Err(bad()),
+    match crate::input::optional_id(raw.as_ref()).map_err(|()| bad())? {
+        None => Ok(None),
+        Some(key) => AppointmentId::parse(key).map(Some).ok_or_else(bad),
     }
 }
 
@@ -377,10 +371,9 @@ pub(super) async fn create_session(
 pub(super) async fn sessions(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
-    RawQuery(query): RawQuery,
+    query: QueryParams,
 ) -> ApiResult<Vec<SessionView>> {
-    let pairs = query_pairs(query.as_deref());
-    let status = match query_value(&pairs, &["status"]).filter(|v| !v.is_empty()) {
+    let status = match query.text(&["status"]) {
         None => None,
         Some(raw) => Some(TutoringStatus::parse(raw).ok_or_else(|| {
             ApiError::bad_request(

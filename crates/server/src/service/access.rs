@@ -100,9 +100,9 @@ impl RoomAccess {
             .filter(|s| s.may_join(&p.user_id))
             .ok_or_else(refused)?;
         let messages = ChatRepo
-            .page(conn, &session.id, None, HISTORY_DEFAULT)
+            .page(conn, session.id.as_str(), None, HISTORY_DEFAULT)
             .await?;
-        let read_markers = ChatRepo.read_markers(conn, &session.id).await?;
+        let read_markers = ChatRepo.read_markers(conn, session.id.as_str()).await?;
         Ok(ChatGrant {
             messages: messages.iter().map(ChatMessageView::from).collect(),
             read_markers,

@@ -56,7 +56,7 @@ impl ChatService {
         require_guest(p)?;
         let now = self.ctx.now();
         let session = ChatSession::open(
-            new_id(),
+            ChatId::new(new_id()),
             p.user_id.clone(),
             concern,
             duration.unwrap_or(self.duration),
@@ -113,18 +113,19 @@ impl ChatService {
         now: Timestamp,
     ) -> Result<(), ApiError> {
         ChatRepo.apply(&*txn, session, t).await?;
-        record_transition(&*txn, actor, action, (ENTITY, &session.id), t, now).await?;
-        let _ordered = self.ctx.order.lock(&session.id).await;
+        record_transition(&*txn, actor, action, (ENTITY, session.id.as_str()), t, now).await?;
+        let _ordered = self.ctx.order.lock(session.id.as_str()).await;
         commit(txn).await?;
         metrics::counter!(CHAT_TRANSITIONS, "to" => t.to.as_str()).increment(1);
         tracing::info!(chat = %session.id, from = t.from.as_str(), to = t.to.as_str(), "chat transition");
         match t.to {
             ChatStatus::Live => {
                 if let Some(at) = session.ends_at {
-                    self.ctx.at(at, Deadline::ChatEnd(session.id.clone()));
+                    self.ctx
+                        .at(at, Deadline::ChatEnd(session.id.as_str().to_owned()));
                 }
             }
-            ChatStatus::Ended => self.ctx.rooms.chat_ended(&ChatId::new(&session.id)),
+            ChatStatus::Ended => self.ctx.rooms.chat_ended(&session.id),
             ChatStatus::Pending | ChatStatus::Waiting => {}
         }
         let view = ChatStatusView::from(session);
@@ -252,8 +253,8 @@ impl ChatService {
             .in_progress_for(conn, p.user_id.as_str(), p.is_host())
             .await?;
         for listed in in_progress {
-            let _ordered = self.ctx.order.lock(&listed.id).await;
-            let Some(session) = ChatRepo.find(conn, &listed.id).await? else {
+            let _ordered = self.ctx.order.lock(listed.id.as_str()).await;
+            let Some(session) = ChatRepo.find(conn, listed.id.as_str()).await? else {
                 continue;
             };
             if session.updated_at <= joined_at {

@@ -1,7 +1,7 @@
 //! Chat messages (CONTRACT §7): history pages, posting with idempotent
 //! resend, read markers.
 
-use consultd_domain::{ChatId, ChatSession, MessageContent, Principal};
+use consultd_domain::{ChatSession, MessageContent, Principal};
 use consultd_persistence::{ChatMessage, ChatRepo};
 
 use super::chat::ChatService;
@@ -44,15 +44,19 @@ impl ChatService {
     ) -> Result<Vec<ChatMessageView>, ApiError> {
         let session = self.readable_room(p, room_id).await?;
         let conn = self.ctx.db.conn();
-        let cursor =
-            match before {
-                Some(id) => Some(ChatRepo.message(conn, &session.id, id).await?.ok_or_else(
-                    || ApiError::bad_request("`before` is not a message of this room"),
-                )?),
-                None => None,
-            };
+        let cursor = match before {
+            Some(id) => Some(
+                ChatRepo
+                    .message(conn, session.id.as_str(), id)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::bad_request("`before` is not a message of this room")
+                    })?,
+            ),
+            None => None,
+        };
         let page = ChatRepo
-            .page(conn, &session.id, cursor.as_ref(), limit)
+            .page(conn, session.id.as_str(), cursor.as_ref(), limit)
             .await?;
         Ok(page.iter().map(ChatMessageView::from).collect())
     }
@@ -97,7 +101,7 @@ impl ChatService {
         }
         let message = ChatMessage {
             id: new_id(),
-            room_id: session.id.clone(),
+            room_id: session.id.as_str().to_owned(),
             sender_id: me.to_owned(),
             sender_role: p.role.to_string(),
             content: content.into_string(),
@@ -112,10 +116,10 @@ impl ChatService {
                 .ok_or_else(|| ApiError::internal("a conflicting message vanished"));
         }
         let view = ChatMessageView::from(&message);
-        let _ordered = self.ctx.order.lock(&session.id).await;
+        let _ordered = self.ctx.order.lock(session.id.as_str()).await;
         commit(txn).await?;
         metrics::counter!(CHAT_MESSAGES).increment(1);
-        let room = Audience::ChatRoom(ChatId::new(&session.id));
+        let room = Audience::ChatRoom(session.id.clone());
         self.ctx.push(room, Push::ChatMessage(view.clone())).await;
         Ok(Posted {
             message: view,

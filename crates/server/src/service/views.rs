@@ -338,8 +338,8 @@ fn minutes(d: chrono::Duration) -> f64 {
 impl From<&ChatSession> for ChatSessionView {
     fn from(s: &ChatSession) -> Self {
         Self {
-            id: s.id.clone(),
-            room_id: s.id.clone(),
+            id: s.id.as_str().to_owned(),
+            room_id: s.id.as_str().to_owned(),
             customer_user_id: s.customer.to_string(),
             mechanic_id: s.mechanic.as_ref().map(ToString::to_string),
             status: s.status.as_str(),
@@ -371,7 +371,7 @@ pub struct ChatStatusView {
 impl From<&ChatSession> for ChatStatusView {
     fn from(s: &ChatSession) -> Self {
         Self {
-            id: s.id.clone(),
+            id: s.id.as_str().to_owned(),
             status: s.status.as_str(),
             started_at: s.started_at,
             ends_at: s.ends_at,

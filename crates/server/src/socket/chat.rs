@@ -87,12 +87,12 @@ pub(crate) async fn join(
         .into_iter()
         .map(|(user, message)| (user, Json::String(message)))
         .collect();
-    let room = state.rooms.enter(RoomKind::Chat, &grant.session.id);
+    let room = state.rooms.enter(RoomKind::Chat, grant.session.id.as_str());
     // An end that committed after the grant was read but before this room
     // was registered found no room to mark; an end after this point does.
     // So one more read, now, leaves no gap.
     let ended = if grant.session.accepts_messages() {
-        access.chat_has_ended(&grant.session.id).await
+        access.chat_has_ended(grant.session.id.as_str()).await
     } else {
         Ok(true)
     };

@@ -137,14 +137,7 @@ impl<'a> RawObject<'a> {
     }
 }
 
-/// A string or an integer, as text; anything else is not an id.
-pub(crate) fn id_text(raw: &RawValue) -> Option<String> {
-    match serde_json::from_str::<Json>(raw.get()).ok()? {
-        Json::String(s) if !s.trim().is_empty() => Some(s),
-        Json::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
-        _ => None,
-    }
-}
+pub(crate) use crate::input::raw_id_text as id_text;
 
 /// The forwarded body: the sender's fields verbatim, then `from` and
 /// `fromSocketId` set by the server (a client cannot forge them: its own
