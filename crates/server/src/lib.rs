@@ -214,7 +214,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let (io_layer, io) = socket::layer(&config);
     let (timer, timer_rx) = Timer::channel();
     let rooms = Arc::new(socket::Rooms::new(config.replay_limits()));
-    let presence = Arc::new(Presence::new());
+    let presence = Arc::new(Presence::new(clock.clone()));
     let outbox = Arc::new(LocalOutbox::new(io.clone(), rooms.clone()));
     let ctx = Context::new(db.clone(), outbox.clone(), outbox, timer, clock.clone());
     let settings = Settings {
@@ -239,11 +239,12 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let deadlines = services.deadlines().await?;
     let calls = services.calls.clone();
     let tasks = vec![
-        tokio::spawn(timers::run(timer_rx, services, deadlines, clock)),
+        tokio::spawn(timers::run(timer_rx, services, deadlines, clock.clone())),
         tokio::spawn(sweep_abandoned(
             calls,
             presence,
             Duration::from_secs(config.abandon_secs),
+            clock,
         )),
     ];
     let app = http::router(state.clone())
@@ -279,8 +280,13 @@ fn seconds(secs: u64) -> chrono::Duration {
 /// `after` (CONTRACT §4: abandoned), looking every [`timers::sweep_interval`].
 /// Presence is this process's, so after a restart every call gets the whole
 /// time again.
-async fn sweep_abandoned(calls: CallService, presence: Arc<Presence>, after: Duration) {
-    timers::every(timers::sweep_interval(after), || {
+async fn sweep_abandoned(
+    calls: CallService,
+    presence: Arc<Presence>,
+    after: Duration,
+    clock: SharedClock,
+) {
+    timers::every(timers::sweep_interval(after), clock, || {
         let (calls, presence) = (&calls, &presence);
         async move {
             match calls.abandon_idle(presence, after).await {

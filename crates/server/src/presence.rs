@@ -5,35 +5,37 @@
 //! also counts as a sign of life (a client whose websocket is blocked
 //! completes the whole flow by polling REST, CONTRACT §4). Nothing here is
 //! persisted: after a restart everyone's clock starts at the start.
-//! Time is `tokio::time`, so tests pause and advance it.
+//! Time comes from the server's [`Clock`](crate::clock::Clock), so tests move it.
 
 use std::time::Duration;
 
-use consultd_domain::UserId;
+use consultd_domain::{Timestamp, UserId};
 use dashmap::DashMap;
-use tokio::time::Instant;
+
+use crate::clock::SharedClock;
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     sockets: usize,
-    last_seen: Instant,
+    last_seen: Timestamp,
 }
 
 pub struct Presence {
-    started: Instant,
+    clock: SharedClock,
+    started: Timestamp,
     users: DashMap<UserId, Seen>,
 }
 
-impl Default for Presence {
-    fn default() -> Self {
-        Self::new()
-    }
+/// `later - earlier`, or zero if the clock says otherwise.
+fn since(later: Timestamp, earlier: Timestamp) -> Duration {
+    (later - earlier).to_std().unwrap_or_default()
 }
 
 impl Presence {
-    pub fn new() -> Self {
+    pub fn new(clock: SharedClock) -> Self {
         Self {
-            started: Instant::now(),
+            started: clock.now(),
+            clock,
             users: DashMap::new(),
         }
     }
@@ -41,7 +43,7 @@ impl Presence {
     /// Counts a new socket of `user`, unless they already have `cap` open
     /// (`0`: no cap); `false` means refused, nothing counted.
     pub fn socket_opened(&self, user: &UserId, cap: usize) -> bool {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut seen = self.users.entry(user.clone()).or_insert(Seen {
             sockets: 0,
             last_seen: now,
@@ -58,13 +60,13 @@ impl Presence {
     pub fn socket_closed(&self, user: &UserId) {
         if let Some(mut seen) = self.users.get_mut(user) {
             seen.sockets = seen.sockets.saturating_sub(1);
-            seen.last_seen = Instant::now();
+            seen.last_seen = self.clock.now();
         }
     }
 
     /// A sign of life without a socket (a REST request).
     pub fn touch(&self, user: &UserId) {
-        let now = Instant::now();
+        let now = self.clock.now();
         if let Some(mut seen) = self.users.get_mut(user) {
             seen.last_seen = now;
             return;
@@ -86,26 +88,33 @@ impl Presence {
     /// How long `user` has been gone: zero while a socket is open, else
     /// since their last sign of life (or since the start, if none).
     pub fn idle_for(&self, user: &UserId) -> Duration {
-        let now = Instant::now();
+        let now = self.clock.now();
         match self.users.get(user).map(|s| *s) {
             Some(seen) if seen.sockets > 0 => Duration::ZERO,
-            Some(seen) => now.saturating_duration_since(seen.last_seen.max(self.started)),
-            None => now.saturating_duration_since(self.started),
+            Some(seen) => since(now, seen.last_seen.max(self.started)),
+            None => since(now, self.started),
         }
     }
 
     /// Forgets users gone for longer than `gone`: their idle time only
     /// grows, and "since the start" is at least as long.
     pub fn forget_idle(&self, gone: Duration) {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.users
-            .retain(|_, s| s.sockets > 0 || now.saturating_duration_since(s.last_seen) < gone);
+            .retain(|_, s| s.sockets > 0 || since(now, s.last_seen) < gone);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::clock::TokioClock;
+
+    fn presence() -> Presence {
+        Presence::new(Arc::new(TokioClock::starting_at(chrono::Utc::now())))
+    }
 
     fn user(id: &str) -> UserId {
         UserId::new(id).unwrap()
@@ -113,7 +122,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_time_runs_only_while_no_socket_is_open() {
-        let p = Presence::new();
+        let p = presence();
         let (a, b) = (user("a"), user("b"));
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(
@@ -150,7 +159,7 @@ mod tests {
 
     #[test]
     fn the_cap_counts_open_sockets_per_user() {
-        let p = Presence::new();
+        let p = presence();
         let a = user("a");
         assert!(p.socket_opened(&a, 2));
         assert!(p.socket_opened(&a, 2));

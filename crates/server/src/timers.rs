@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use consultd_domain::{CallId, Timestamp};
 use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
 
 use crate::clock::SharedClock;
 
@@ -97,17 +96,16 @@ pub fn sweep_interval(after: Duration) -> Duration {
 
 /// Runs `step` every `period` (the first time one period from now) until
 /// aborted; a slow step delays the next one rather than piling up.
-pub async fn every<F, Fut>(period: Duration, mut step: F)
+pub async fn every<F, Fut>(period: Duration, clock: SharedClock, mut step: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // The first tick is immediate.
-    tick.tick().await;
+    let period = chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
     loop {
-        tick.tick().await;
+        // From the end of the last step: a slow step delays the next one
+        // instead of bunching them up.
+        clock.sleep_until(clock.now() + period).await;
         step().await;
     }
 }
@@ -210,7 +208,8 @@ mod tests {
     async fn every_waits_one_period_before_the_first_step() {
         let count = Arc::new(Mutex::new(0));
         let steps = count.clone();
-        tokio::spawn(every(Duration::from_secs(3), move || {
+        let clock: SharedClock = Arc::new(TokioClock::starting_at(chrono::Utc::now()));
+        tokio::spawn(every(Duration::from_secs(3), clock, move || {
             let steps = steps.clone();
             async move { *steps.lock().unwrap() += 1 }
         }));

@@ -1,9 +1,9 @@
 //! Abandoned calls (CONTRACT §4): a call in progress, or an accepted
 //! tutoring session, whose two participants have had no connection at all
 //! for the abandon time ends as `ENDED` with end reason `abandoned`, so
-//! neither stays blocked from every later call. Real time, with a short
-//! abandon time; the idle clock itself is tested on paused time beside
-//! `Presence`.
+//! neither stays blocked from every later call. On the server's clock: the
+//! tests jump over the abandon time instead of waiting for it (20 s here,
+//! under the 60 s invitation TTL, so an invitation stays what it is).
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,17 @@ use crate::common::*;
 use serde_json::{Value, json};
 
 const START: &str = "/api/call-sessions/start";
+const ABANDON_SECS: u64 = 20;
+/// Long enough for a sweep that is due to have run and committed.
+const SETTLE: Duration = Duration::from_millis(300);
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(|c| c.abandon_secs = ABANDON_SECS).await
+}
 
 struct Call {
     id: String,
@@ -68,7 +79,7 @@ async fn until_status(app: &TestApp, id: &str, status: &str, within: Duration) -
 
 #[tokio::test]
 async fn a_call_nobody_is_connected_to_ends_as_abandoned() {
-    let app = TestApp::spawn_with(|c| c.abandon_secs = 1).await;
+    let app = spawn().await;
     let call = confirmed_call(&app, "ab-d1", "ab-p1").await;
     let doctor = app.connect(&call.doctor).await;
     let patient = app.connect(&call.patient).await;
@@ -81,15 +92,23 @@ async fn a_call_nobody_is_connected_to_ends_as_abandoned() {
         .await;
     assert_eq!(status, 200, "{body}");
     // Connected sockets keep it going, whether or not they joined its room.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.advance(secs(3 * ABANDON_SECS));
+    tokio::time::sleep(SETTLE).await;
     assert_eq!(call_now(&app, &call.id).await["status"], "ACTIVE");
     doctor.disconnect();
     patient.disconnect();
-    let took = until_status(&app, &call.id, "ENDED", Duration::from_secs(6)).await;
-    assert!(
-        took >= Duration::from_millis(800),
-        "not before the abandon time: {took:?}"
+    tokio::time::sleep(SETTLE).await;
+    app.advance(secs(ABANDON_SECS - 2));
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(
+        call_now(&app, &call.id).await["status"],
+        "ACTIVE",
+        "not before the abandon time"
     );
+    // Past it by a sweep's period (a quarter of the time), so the next
+    // sweep is due at once.
+    app.advance(secs(ABANDON_SECS / 4));
+    until_status(&app, &call.id, "ENDED", secs(5)).await;
     let ended = call_now(&app, &call.id).await;
     assert_eq!(ended["endReason"], "abandoned", "{ended}");
     assert!(ended["endedAt"].is_string());
@@ -105,7 +124,8 @@ async fn a_call_nobody_is_connected_to_ends_as_abandoned() {
         .await;
     assert_eq!(status, 201, "{body}");
     // An invitation is not a call in progress: it only expires.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.advance(secs(ABANDON_SECS + 5));
+    tokio::time::sleep(SETTLE).await;
     let fresh = body["data"]["call_session_id"].as_str().unwrap();
     assert_eq!(call_now(&app, fresh).await["status"], "INVITED");
     app.stop().await;
@@ -113,35 +133,39 @@ async fn a_call_nobody_is_connected_to_ends_as_abandoned() {
 
 #[tokio::test]
 async fn a_reconnect_or_rest_polling_within_the_time_keeps_a_call() {
-    let app = TestApp::spawn_with(|c| c.abandon_secs = 2).await;
+    let app = spawn().await;
     let call = confirmed_call(&app, "ab-d2", "ab-p2").await;
     // Both tabs close; the doctor comes back within the time and stays.
     let d = app.connect(&call.doctor).await;
     d.disconnect();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(SETTLE).await;
+    app.advance(secs(ABANDON_SECS / 2));
     let d = app.connect(&call.doctor).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    app.advance(secs(2 * ABANDON_SECS));
+    tokio::time::sleep(SETTLE).await;
     assert_eq!(call_now(&app, &call.id).await["status"], "CONFIRMED");
     d.disconnect();
+    tokio::time::sleep(SETTLE).await;
     // No socket at all, but the patient polls REST (a blocked websocket).
-    let poll_until = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < poll_until {
+    for _ in 0..4 {
+        app.advance(secs(ABANDON_SECS / 2));
         let (status, _) = app
             .get(&format!("/api/call-sessions/{}", call.id), &call.patient)
             .await;
         assert_eq!(status, 200);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(SETTLE).await;
     }
     assert_eq!(call_now(&app, &call.id).await["status"], "CONFIRMED");
     // The polling stops: now it goes.
-    until_status(&app, &call.id, "ENDED", Duration::from_secs(8)).await;
+    app.advance(secs(ABANDON_SECS));
+    until_status(&app, &call.id, "ENDED", secs(5)).await;
     assert_eq!(call_now(&app, &call.id).await["endReason"], "abandoned");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_abandoned_queue_call_closes_its_entry() {
-    let app = TestApp::spawn_with(|c| c.abandon_secs = 1).await;
+    let app = spawn().await;
     let doctor = app.token("ab-d3", "doctor");
     let patient = app.token("ab-p3", "patient");
     let (_, s) = app
@@ -189,7 +213,8 @@ async fn an_abandoned_queue_call_closes_its_entry() {
         )
         .await;
     assert_eq!(status, 200);
-    until_status(&app, &call, "ENDED", Duration::from_secs(6)).await;
+    app.advance(secs(ABANDON_SECS));
+    until_status(&app, &call, "ENDED", secs(5)).await;
     let (_, entry_now) = app
         .get(&format!("/api/queue/{entry}"), &app.token("root", "admin"))
         .await;
@@ -204,7 +229,7 @@ async fn an_abandoned_queue_call_closes_its_entry() {
 
 #[tokio::test]
 async fn an_accepted_tutoring_session_nobody_attends_ends_as_abandoned() {
-    let app = TestApp::spawn_with(|c| c.abandon_secs = 1).await;
+    let app = spawn().await;
     let learner = app.token("ab-l", "learner");
     let teacher = app.token("ab-t", "teacher");
     let (status, s) = app
@@ -221,13 +246,14 @@ async fn an_accepted_tutoring_session_nobody_attends_ends_as_abandoned() {
         .await;
     assert_eq!(status, 200);
     let admin = app.token("root", "admin");
+    app.advance(secs(ABANDON_SECS));
     let started = Instant::now();
     let session = loop {
         let (_, body) = app.get(&format!("/api/sessions/{id}"), &admin).await;
         if body["data"]["status"] == "ended" {
             break body["data"].clone();
         }
-        assert!(started.elapsed() < Duration::from_secs(6), "{body}");
+        assert!(started.elapsed() < secs(5), "{body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(session["end_reason"], "abandoned", "{session}");
@@ -240,17 +266,21 @@ async fn an_accepted_tutoring_session_nobody_attends_ends_as_abandoned() {
 
 #[tokio::test]
 async fn the_clock_starts_again_at_a_restart() {
-    let mut app = TestApp::spawn_with(|c| c.abandon_secs = 2).await;
+    let mut app = spawn().await;
     let call = confirmed_call(&app, "ab-d4", "ab-p4").await;
+    // Gone for most of the time before the restart...
+    app.advance(secs(ABANDON_SECS - 2));
     app.restart().await;
-    let restarted = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.advance(secs(ABANDON_SECS - 2));
+    tokio::time::sleep(SETTLE).await;
     assert_eq!(
         call_now(&app, &call.id).await["status"],
         "CONFIRMED",
         "presence is not persisted: everyone gets the whole time after a start"
     );
-    until_status(&app, &call.id, "ENDED", Duration::from_secs(8)).await;
-    assert!(restarted.elapsed() >= Duration::from_secs(2));
+    // Past it by a sweep's period (a quarter of the time), so the next
+    // sweep is due at once.
+    app.advance(secs(ABANDON_SECS / 4));
+    until_status(&app, &call.id, "ENDED", secs(5)).await;
     app.stop().await;
 }
