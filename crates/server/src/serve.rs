@@ -12,7 +12,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -96,12 +95,32 @@ async fn accept(
         }
     }
     // Connections the kernel completed before the stop are already sending
-    // their request: serve each one request instead of resetting them.
-    while let Some(Ok((tcp, peer))) = listener.accept().now_or_never() {
-        tokio::spawn(connection(true).serve(tcp, peer));
+    // their request: serve each one request instead of resetting them. The
+    // backlog is drained with the accept syscall itself: tokio's readiness
+    // flag may not have caught up with connections that arrived since the
+    // last poll (on a busy machine, often), and closing the listener would
+    // reset them after their client had connected.
+    match listener.into_std() {
+        Ok(std_listener) => {
+            // Until WouldBlock (the backlog is empty) or any other error.
+            while let Ok((tcp, peer)) = std_listener.accept() {
+                match adopt(tcp) {
+                    Ok(tcp) => {
+                        tokio::spawn(connection(true).serve(tcp, peer));
+                    }
+                    Err(e) => tracing::debug!(error = %e, "a last connection could not be served"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "the backlog could not be drained"),
     }
-    drop(listener);
     tracing::debug!("listener closed");
+}
+
+/// A std stream from the (non-blocking) listener, for tokio.
+fn adopt(tcp: std::net::TcpStream) -> std::io::Result<TcpStream> {
+    tcp.set_nonblocking(true)?;
+    TcpStream::from_std(tcp)
 }
 
 struct Connection {
