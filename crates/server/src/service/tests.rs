@@ -55,16 +55,15 @@ impl Witness {
     /// The stored status of the call or chat session a push is about.
     async fn stored(&self, push: &Push) -> Option<&'static str> {
         let conn = self.db.conn();
+        let body = serde_json::to_value(push).ok()?;
+        let id = body["id"].as_str()?;
         match push {
             Push::ChatStatus(_) | Push::ChatMessage(_) => {
-                let id = serde_json::to_value(push).ok()?["id"].as_str()?.to_owned();
-                let session = ChatRepo.find(conn, &id).await.ok()??;
+                let session = ChatRepo.find(conn, id).await.ok()??;
                 Some(session.status.as_str())
             }
             _ => {
-                let body = serde_json::to_value(push).ok()?;
-                let id = body["id"].as_str()?.to_owned();
-                let record = CallRepo.find(conn, &id).await.ok()??;
+                let record = CallRepo.find(conn, id).await.ok()??;
                 Some(record.call.status.as_str())
             }
         }

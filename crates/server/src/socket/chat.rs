@@ -16,8 +16,9 @@ use super::ctx::SocketCtx;
 use super::node::SocketState;
 use super::reply::Reply;
 use super::rooms::{RoomKind, SignalRoom, Sock};
-use super::signal::{self, Joining, RawObject, id_text};
+use super::signal::{self, Joining, RawObject};
 use crate::error::ApiError;
+use crate::input::raw_id_text;
 use crate::service::views::ChatSessionView;
 
 /// The longest client message id kept.
@@ -172,7 +173,7 @@ fn client_message_id(fields: &RawObject<'_>) -> Result<Option<String>, ApiError>
     if raw.get() == "null" {
         return Ok(None);
     }
-    let id = id_text(raw)
+    let id = raw_id_text(raw)
         .filter(|id| {
             id.chars().count() <= MAX_CLIENT_MESSAGE_ID_CHARS && !id.chars().any(char::is_control)
         })
@@ -216,7 +217,7 @@ pub(crate) async fn read(
     let alias = fields.room_id(false)?;
     let message_id = fields
         .get("messageId")
-        .and_then(id_text)
+        .and_then(raw_id_text)
         .ok_or_else(|| bad("`messageId` must be a message id"))?;
     let room = in_room(ctx, &alias)?;
     let moved = state

@@ -25,6 +25,7 @@ use super::reply::Reply;
 use super::rooms::{Peer, RoomKind, RoomState, Rooms, Signal, SignalRoom, Sock, Stored};
 use super::send::{send, send_raw};
 use crate::error::ApiError;
+use crate::input::raw_id_text;
 use crate::sync::lock;
 
 /// The longest room id accepted.
@@ -113,7 +114,7 @@ impl<'a> RawObject<'a> {
             .iter()
             .find_map(|k| self.get(k))
             .ok_or_else(|| ApiError::bad_request("`roomId` is required"))?;
-        let id = id_text(raw).ok_or_else(|| {
+        let id = raw_id_text(raw).ok_or_else(|| {
             ApiError::bad_request("`roomId` must be a non-empty string or an integer")
         })?;
         if id.chars().count() > MAX_ROOM_ID_CHARS {
@@ -129,15 +130,13 @@ impl<'a> RawObject<'a> {
         match self.get("to") {
             None => Ok(None),
             Some(raw) if raw.get() == "null" => Ok(None),
-            Some(raw) => id_text(raw)
+            Some(raw) => raw_id_text(raw)
                 .and_then(UserId::new)
                 .map(Some)
                 .ok_or_else(|| ApiError::bad_request("`to` must be a user id")),
         }
     }
 }
-
-pub(crate) use crate::input::raw_id_text as id_text;
 
 /// The forwarded body: the sender's fields verbatim, then `from` and
 /// `fromSocketId` set by the server (a client cannot forge them: its own
