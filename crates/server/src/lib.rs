@@ -43,7 +43,7 @@ use crate::limits::{KeyedLimiter, Networks};
 use crate::presence::Presence;
 use crate::serve::Serving;
 use crate::service::{CallService, Context, Services, Settings};
-use crate::socket::LocalOutbox;
+use crate::socket::{LocalOutbox, LocalRooms};
 use crate::state::{AppState, Limits};
 use crate::timers::Timer;
 
@@ -216,7 +216,8 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let rooms = Arc::new(socket::Rooms::new(config.replay_limits()));
     let presence = Arc::new(Presence::new(clock.clone()));
     let outbox = Arc::new(LocalOutbox::new(io.clone(), rooms.clone()));
-    let ctx = Context::new(db.clone(), outbox.clone(), outbox, timer, clock.clone());
+    let hub = Arc::new(LocalRooms::new(rooms.clone()));
+    let ctx = Context::new(db.clone(), outbox, hub.clone(), timer, clock.clone());
     let settings = Settings {
         invite_ttl: seconds(config.invite_ttl_secs),
         session_ttl: seconds(config.session_ttl_secs),
@@ -234,7 +235,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         limits,
         in_flight: Arc::default(),
     };
-    socket::register(&io, state.clone(), rooms.clone());
+    socket::register(&io, state.clone(), hub);
     // Reload before listening, so nothing due is missed.
     let deadlines = services.deadlines().await?;
     let calls = services.calls.clone();

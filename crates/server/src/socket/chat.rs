@@ -6,17 +6,16 @@
 //! the database (join, send, read) run in the socket's ordered lane, so one
 //! socket's messages are stored and broadcast in the order it sent them.
 
-use std::sync::Arc;
-
 use consultd_domain::{ContentError, MessageContent};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
 use super::ctx::SocketCtx;
+use super::hub::{Admission, ChatNews, Joining};
 use super::node::SocketState;
 use super::reply::Reply;
-use super::rooms::{RoomKind, SignalRoom, Sock};
-use super::signal::{self, Joining, RawObject};
+use super::rooms::{RoomKind, Sock};
+use super::signal::RawObject;
 use crate::error::ApiError;
 use crate::input::raw_id_text;
 use crate::service::views::ChatSessionView;
@@ -45,11 +44,13 @@ fn bad(msg: &str) -> ApiError {
     ApiError::bad_request(msg)
 }
 
-/// The chat room the socket joined as `alias`. Asked only once the whole
-/// payload is known to be well formed: a wrong type is `bad_request`
-/// whoever sends it (parse, validate, then authorise).
-fn in_room(ctx: &SocketCtx, alias: &str) -> Result<Arc<SignalRoom>, ApiError> {
-    ctx.joined_room(RoomKind::Chat, alias)
+/// The session id of the chat room the socket joined as `alias`. Asked
+/// only once the whole payload is known to be well formed: a wrong type is
+/// `bad_request` whoever sends it (parse, validate, then authorise).
+fn in_room(state: &SocketState, ctx: &SocketCtx, alias: &str) -> Result<String, ApiError> {
+    state
+        .hub
+        .joined(ctx, RoomKind::Chat, alias)
         .ok_or_else(|| ApiError::forbidden("join the chat room first"))
 }
 
@@ -88,43 +89,34 @@ pub(crate) async fn join(
         .into_iter()
         .map(|(user, message)| (user, Json::String(message)))
         .collect();
-    let room = state.rooms.enter(RoomKind::Chat, grant.session.id.as_str());
-    // An end that committed after the grant was read but before this room
-    // was registered found no room to mark; an end after this point does.
-    // So one more read, now, leaves no gap.
-    let ended = if grant.session.accepts_messages() {
-        access.chat_has_ended(grant.session.id.as_str()).await
-    } else {
-        Ok(true)
+    let mut extra = Map::new();
+    extra.insert("messages".into(), json!(grant.messages));
+    extra.insert("session".into(), json!(session));
+    extra.insert("readMarkers".into(), Json::Object(read_markers));
+    let open = grant.session.accepts_messages();
+    let chat = grant.session.id;
+    let member = Joining {
+        ctx,
+        socket,
+        alias: alias.into(),
+        legacy: false,
+        now: state.clock.now(),
+        admission: Admission::Chat {
+            chat: chat.clone(),
+            open,
+            extra,
+        },
     };
-    let admitted = ended.and_then(|ended| {
-        if ended {
-            room.lock().ended = true;
-        }
-        let member = Joining {
-            ctx,
-            socket,
-            alias: alias.into(),
-            legacy: false,
-            now: state.clock.now(),
-        };
-        signal::admit(member, &room, reply, |_, alias| {
-            json!({
-                "ok": true,
-                "roomId": alias,
-                "messages": grant.messages,
-                "session": session,
-                "readMarkers": read_markers,
-            })
-        })
-    });
-    state.rooms.exit(&room);
-    let present = admitted?;
+    let present = state.hub.join(member, access, reply).await?;
     if present.len() >= 2
-        && let Err(e) = state.services.chat.chat_presence(&room.key, &present).await
+        && let Err(e) = state
+            .services
+            .chat
+            .chat_presence(chat.as_str(), &present)
+            .await
     {
         // The next join (or a reconnect's) tries again.
-        tracing::warn!(chat = %room.key, error = %e, "presence start failed");
+        tracing::warn!(chat = %chat, error = %e, "presence start failed");
     }
     Ok(())
 }
@@ -151,11 +143,11 @@ pub(crate) async fn send(
             }
         })?;
     let client_message_id = client_message_id(&fields)?;
-    let room = in_room(ctx, &alias)?;
+    let chat = in_room(state, ctx, &alias)?;
     let posted = state
         .services
         .chat
-        .post_message(&ctx.principal, &room.key, content, client_message_id)
+        .post_message(&ctx.principal, &chat, content, client_message_id)
         .await?;
     let mut ack = json!({ "ok": true, "message": posted.message });
     if !posted.created {
@@ -187,22 +179,18 @@ fn client_message_id(fields: &RawObject<'_>) -> Result<Option<String>, ApiError>
 
 /// `chat:typing {roomId, isTyping}` → `chat:typing {roomId, userId,
 /// isTyping}` to the others.
-pub(crate) fn typing(ctx: &SocketCtx, payload: &RawValue) -> Result<Json, ApiError> {
+pub(crate) fn typing(
+    state: &SocketState,
+    ctx: &SocketCtx,
+    payload: &RawValue,
+) -> Result<Json, ApiError> {
     let fields = RawObject::parse(payload)?;
     let alias = fields.room_id(false)?;
     let is_typing: bool = field(&fields, "isTyping", "true or false")?;
-    let room = in_room(ctx, &alias)?;
-    let s = room.lock();
-    if s.ended {
-        return Err(ApiError::Conflict("the chat session has ended".into()));
-    }
-    let me = &ctx.principal.user_id;
-    signal::to_others(
-        &s,
-        me,
-        &["chat:typing"],
-        |alias| json!({ "roomId": alias, "userId": me.as_str(), "isTyping": is_typing }),
-    );
+    let chat = in_room(state, ctx, &alias)?;
+    state
+        .hub
+        .tell_chat(&ctx.principal.user_id, &chat, ChatNews::Typing(is_typing))?;
     Ok(json!({ "ok": true }))
 }
 
@@ -219,21 +207,16 @@ pub(crate) async fn read(
         .get("messageId")
         .and_then(raw_id_text)
         .ok_or_else(|| bad("`messageId` must be a message id"))?;
-    let room = in_room(ctx, &alias)?;
+    let chat = in_room(state, ctx, &alias)?;
     let moved = state
         .services
         .chat
-        .mark_read(&ctx.principal, &room.key, &message_id)
+        .mark_read(&ctx.principal, &chat, &message_id)
         .await?;
     if moved {
-        let me = &ctx.principal.user_id;
-        let s = room.lock();
-        signal::to_others(
-            &s,
-            me,
-            &["chat:read"],
-            |alias| json!({ "roomId": alias, "userId": me.as_str(), "messageId": &message_id }),
-        );
+        state
+            .hub
+            .tell_chat(&ctx.principal.user_id, &chat, ChatNews::Read(&message_id))?;
     }
-    Ok(json!({ "ok": true, "roomId": &*room.key, "messageId": message_id }))
+    Ok(json!({ "ok": true, "roomId": chat, "messageId": message_id }))
 }

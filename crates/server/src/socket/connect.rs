@@ -14,7 +14,6 @@ use super::ctx::SocketCtx;
 use super::dispatch::{Dispatcher, Lane};
 use super::node::SocketState;
 use super::outbox::GUESTS_ROOM;
-use super::signal;
 use crate::auth::{AuthError, handshake_token};
 use crate::limits::client_ip;
 use crate::telemetry::{SOCKET_CONNECTIONS, SOCKET_REFUSED, SOCKETS_CONNECTED};
@@ -64,7 +63,7 @@ pub(super) async fn authenticate(
     socket.extensions.insert(ctx.clone());
     let lane = Lane::default();
     socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone(), lane.clone()));
-    let rooms = state.rooms.clone();
+    let hub = state.hub.clone();
     let presence = state.presence.clone();
     socket.on_disconnect(async move |reason: DisconnectReason| {
         metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
@@ -75,7 +74,7 @@ pub(super) async fn authenticate(
         let leaving = ctx.clone();
         lane.after_received(move || {
             let _entered = leaving.span.enter();
-            signal::leave_all(&leaving, &rooms);
+            hub.leave_all(&leaving);
         });
     });
     Ok(())

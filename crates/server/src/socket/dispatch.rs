@@ -234,17 +234,17 @@ fn count(name: &str) {
 fn handle_inline(ctx: &SocketCtx, state: &SocketState, event: Incoming, reply: Reply) {
     count(&event.name);
     let wants_ack = reply.wants_ack;
-    let rooms = &state.rooms;
+    let hub = &*state.hub;
     let result = match event.route {
         Some(Route::Signal(SignalEvent::Relay { signal, legacy })) => {
-            signal::relay(ctx, signal, legacy, &event.payload).map(Some)
+            signal::relay(hub, ctx, signal, legacy, &event.payload).map(Some)
         }
         Some(Route::Signal(SignalEvent::Leave)) => {
-            signal::leave(ctx, rooms, RoomKind::Call, &event.payload).map(Some)
+            signal::leave(hub, ctx, RoomKind::Call, &event.payload).map(Some)
         }
-        Some(Route::Chat(ChatEvent::Typing)) => chat::typing(ctx, &event.payload).map(Some),
+        Some(Route::Chat(ChatEvent::Typing)) => chat::typing(state, ctx, &event.payload).map(Some),
         Some(Route::Chat(ChatEvent::Leave)) => {
-            signal::leave(ctx, rooms, RoomKind::Chat, &event.payload).map(Some)
+            signal::leave(hub, ctx, RoomKind::Chat, &event.payload).map(Some)
         }
         Some(Route::Identify) => identify(ctx).map(Some),
         Some(Route::Signal(SignalEvent::Join { .. }) | Route::Chat(_)) => unreachable_slow(),

@@ -14,6 +14,8 @@ mod chat;
 mod connect;
 mod ctx;
 mod dispatch;
+mod hub;
+mod local;
 mod node;
 mod outbox;
 mod reply;
@@ -34,6 +36,7 @@ use crate::config::Config;
 use crate::state::AppState;
 
 pub use dispatch::EVENTS;
+pub use local::LocalRooms;
 pub use outbox::{GUESTS_ROOM, LocalOutbox};
 pub use rooms::Rooms;
 
@@ -49,8 +52,8 @@ pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {
 }
 
 /// Installs the root namespace: authentication and wiring before CONNECT.
-pub fn register(io: &SocketIo, app: AppState, rooms: Arc<Rooms>) {
-    let state = SocketState { app, rooms };
+pub fn register(io: &SocketIo, app: AppState, hub: Arc<LocalRooms>) {
+    let state = SocketState { app, hub };
     let on_connect = {
         let state = state.clone();
         move |socket: SocketRef| connect::on_connect(state.clone(), socket)

@@ -1,17 +1,17 @@
-//! What the socket handlers share: the application's state and this
-//! node's rooms (which only the socket layer knows).
+//! What the socket handlers share: the application's state and the room
+//! port (which only the socket layer knows).
 
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::rooms::Rooms;
+use super::hub::RoomHub;
 use crate::state::AppState;
 
 #[derive(Clone)]
 pub(crate) struct SocketState {
     pub(crate) app: AppState,
-    /// The signaling and chat rooms of this node (CONTRACT §3, §7).
-    pub(crate) rooms: Arc<Rooms>,
+    /// The signaling and chat rooms (CONTRACT §3, §7).
+    pub(crate) hub: Arc<dyn RoomHub>,
 }
 
 impl Deref for SocketState {

@@ -1,17 +1,15 @@
-//! The service ports for one node: pushes go to this node's sockets through
-//! socketioxide's rooms (`user:<id>`, `guests`) or to a chat room's members;
-//! room consequences go to this node's [`Rooms`].
+//! The push port for one node: pushes go to this node's sockets through
+//! socketioxide's rooms (`user:<id>`, `guests`) or to a chat room's members
+//! (room consequences are [`LocalRooms`](super::LocalRooms)'s).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use consultd_domain::{CallId, ChatId};
 use socketioxide::SocketIo;
 
-use super::ctx::SocketCtx;
 use super::rooms::{RoomKind, Rooms};
 use super::send::send;
-use crate::service::outbox::{Audience, Outbox, Push, RoomControl};
+use crate::service::outbox::{Audience, Outbox, Push};
 
 /// The socketioxide room every guest socket joins, for `doctor_online` /
 /// `doctor_offline`.
@@ -54,26 +52,6 @@ impl Outbox for LocalOutbox {
         };
         if let Err(e) = root.to(targets).emit(event, &push).await {
             tracing::warn!(event, error = %e, "push not sent");
-        }
-    }
-}
-
-impl RoomControl for LocalOutbox {
-    fn close_call(&self, call: &CallId) {
-        let Some((room, sockets)) = self.rooms.close(RoomKind::Call, call.as_str()) else {
-            return;
-        };
-        for socket in sockets {
-            if let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() {
-                ctx.forget_room(&room);
-            }
-        }
-        tracing::debug!(call = %call, "signaling room closed");
-    }
-
-    fn chat_ended(&self, chat: &ChatId) {
-        if let Some(room) = self.rooms.get(RoomKind::Chat, chat.as_str()) {
-            room.lock().ended = true;
         }
     }
 }

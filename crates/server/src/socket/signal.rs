@@ -1,32 +1,26 @@
-//! WebRTC signaling (CONTRACT §3), and room membership with presence for
-//! signaling and chat rooms alike (§7).
-//!
-//! Join is the only step that reads the database; relaying is synchronous:
-//! find the room in the socket's own list, lock that room, push the body to
-//! each peer socket's send queue. Pushing while holding the room lock is
-//! what keeps order for everyone: a late joiner's replay and the live
-//! messages after it cannot interleave, and one socket's events are handled
-//! one after another (see `dispatch`), so they leave in the order they came.
+//! WebRTC signaling (CONTRACT §3): the payloads, read without re-encoding
+//! what is forwarded, and the handlers, which parse, ask who may, and hand
+//! the step to the room port ([`RoomHub`]). Join is the only step that
+//! reads the database.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use consultd_domain::{Joined, Left, Recorded, SignalKind, Timestamp, UserId, format_timestamp};
+use consultd_domain::UserId;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 
 use super::ctx::SocketCtx;
+use super::hub::{Admission, Joining, RoomHub};
 use super::node::SocketState;
 use super::reply::Reply;
-use super::rooms::{Peer, RoomKind, RoomState, Rooms, Signal, SignalRoom, Sock, Stored};
-use super::send::{send, send_raw};
+use super::rooms::{RoomKind, Signal, Sock};
 use crate::error::ApiError;
 use crate::input::raw_id_text;
-use crate::sync::lock;
 
 /// The longest room id accepted.
 const MAX_ROOM_ID_CHARS: usize = 200;
@@ -165,6 +159,7 @@ impl Serialize for Forward<'_> {
 
 /// `webrtc:offer` / `answer` / `ice_candidate` (and their legacy names).
 pub(crate) fn relay(
+    hub: &dyn RoomHub,
     ctx: &SocketCtx,
     signal: Signal,
     legacy: bool,
@@ -173,9 +168,6 @@ pub(crate) fn relay(
     let fields = RawObject::parse(payload)?;
     let alias = fields.room_id(legacy)?;
     let to = fields.to()?;
-    let room = ctx
-        .joined_room(RoomKind::Call, &alias)
-        .ok_or_else(|| ApiError::forbidden("join the room before signaling in it"))?;
     let body: Arc<RawValue> = serde_json::value::to_raw_value(&Forward {
         fields: &fields,
         from: ctx.principal.user_id.as_str(),
@@ -183,37 +175,7 @@ pub(crate) fn relay(
     })
     .map_err(|_| ApiError::bad_request("the payload could not be forwarded"))?
     .into();
-    let me = &ctx.principal.user_id;
-
-    let mut s = room.lock();
-    if s.closed {
-        return Err(ApiError::forbidden("the call has ended"));
-    }
-    if let Some(target) = &to
-        && (target == me || s.room.member(target).is_none())
-    {
-        return Err(ApiError::not_found("that user is not in the room"));
-    }
-    let kind = match signal {
-        Signal::Offer | Signal::Answer => SignalKind::Description,
-        Signal::IceCandidate => SignalKind::Candidate,
-    };
-    let size = body.get().len();
-    let stored = Stored {
-        signal,
-        body: body.clone(),
-    };
-    if s.room.record(me, kind, to.clone(), stored, size) == Recorded::OverLimit {
-        tracing::debug!(call = %room.key, "replay bound reached; candidate relayed live only");
-    }
-    for member in s.room.others(me) {
-        if to.as_ref().is_some_and(|t| t != &member.user) {
-            continue;
-        }
-        for peer in &member.sockets {
-            send_raw(&peer.socket, signal.name(peer.legacy), &body);
-        }
-    }
+    hub.relay(ctx, &alias, signal, to.as_ref(), body)?;
     Ok(json!({ "ok": true }))
 }
 
@@ -232,172 +194,24 @@ pub(crate) async fn join(
     reply: &mut Option<Reply>,
 ) -> Result<(), ApiError> {
     let alias = RawObject::parse(payload)?.room_id(legacy)?;
-    if let Some(room) = ctx.joined_room(RoomKind::Call, &alias) {
-        // Joining again on the same socket: the same answer, nothing new.
-        let s = room.lock();
-        if !s.closed {
-            if let Some(r) = reply.take() {
-                r.ok(join_ack(&s, &ctx.principal.user_id, &alias));
-            }
-            return Ok(());
+    // Joining again on the same socket: the same answer, nothing new.
+    if let Some(ack) = state.hub.rejoin_ack(ctx, &alias) {
+        if let Some(r) = reply.take() {
+            r.ok(ack);
         }
+        return Ok(());
     }
     let access = &state.services.rooms;
     let grant = access.room_grant(&ctx.principal, &alias).await?;
-    let room = state.rooms.enter(RoomKind::Call, grant.call_id.as_str());
-    let admitted = async {
-        if !room.lock().verified && !access.room_still_live(&grant.call_id).await? {
-            return Err(ApiError::forbidden("you may not join this room"));
-        }
-        let me = &ctx.principal.user_id;
-        let now = state.clock.now();
-        let member = Joining {
-            ctx,
-            socket,
-            alias: alias.into(),
-            legacy,
-            now,
-        };
-        admit(member, &room, reply, |s, alias| join_ack(s, me, alias)).map(drop)
-    }
-    .await;
-    state.rooms.exit(&room);
-    admitted
-}
-
-fn join_ack(s: &RoomState, me: &UserId, alias: &str) -> Json {
-    let peers: Vec<Json> = s
-        .room
-        .others(me)
-        .map(|m| json!({ "userId": m.user.as_str(), "role": m.role }))
-        .collect();
-    json!({ "ok": true, "roomId": alias, "peers": peers })
-}
-
-/// A socket on its way into a room.
-pub(crate) struct Joining<'a> {
-    pub(crate) ctx: &'a SocketCtx,
-    pub(crate) socket: &'a Sock,
-    /// The room id as the client spelled it.
-    pub(crate) alias: Arc<str>,
-    /// Whether it speaks the pre-seed-002 event names.
-    pub(crate) legacy: bool,
-    pub(crate) now: Timestamp,
-}
-
-/// Puts the socket in `room` (either kind): the ack `ack` builds, then —
-/// all under the room lock — the replay (signaling), the join events to the
-/// others on the user's first connection, and `presence:sync`. Returns the
-/// users present now.
-pub(crate) fn admit(
-    member: Joining<'_>,
-    room: &Arc<SignalRoom>,
-    reply: &mut Option<Reply>,
-    ack: impl FnOnce(&RoomState, &str) -> Json,
-) -> Result<Vec<UserId>, ApiError> {
-    let Joining {
+    let member = Joining {
         ctx,
         socket,
-        alias,
+        alias: alias.into(),
         legacy,
-        now,
-    } = member;
-    let me = &ctx.principal.user_id;
-    let mut joined = lock(&ctx.joined);
-    if joined.gone {
-        return Err(ApiError::forbidden("the connection has closed"));
-    }
-    let mut s = room.lock();
-    if s.closed {
-        return Err(ApiError::forbidden("you may not join this room"));
-    }
-    s.verified = true;
-    let peer = Peer {
-        socket: socket.clone(),
-        alias: alias.clone(),
-        legacy,
+        now: state.clock.now(),
+        admission: Admission::Call(grant.call_id),
     };
-    let change = s.room.join(me, ctx.principal.role.as_str(), now, peer);
-    // A repeated join under the same spelling is one entry, however often
-    // a client repeats it.
-    if !joined
-        .rooms
-        .iter()
-        .any(|(a, r)| Arc::ptr_eq(r, room) && *a == alias)
-    {
-        joined.rooms.push((alias.clone(), room.clone()));
-    }
-    drop(joined);
-
-    if let Some(r) = reply.take() {
-        r.ok(ack(&s, &alias));
-    }
-    if change != Joined::Again && room.kind == RoomKind::Call {
-        for kept in s.room.replay_for(me) {
-            send_raw(socket, kept.payload.signal.name(legacy), &kept.payload.body);
-        }
-    }
-    if change == Joined::FirstConnection {
-        let role = ctx.principal.role.as_str();
-        let events: &[&'static str] = match room.kind {
-            RoomKind::Call => &["webrtc:peer_joined", "presence:join"],
-            RoomKind::Chat => &["presence:join"],
-        };
-        to_others(
-            &s,
-            me,
-            events,
-            |alias| json!({ "roomId": alias, "userId": me.as_str(), "role": role }),
-        );
-    }
-    if change != Joined::Again {
-        presence_sync(&s);
-    }
-    tracing::debug!(room = %room.key, kind = ?room.kind, ?change, "joined room");
-    Ok(s.room.members().iter().map(|m| m.user.clone()).collect())
-}
-
-/// `events`, in order and with one body, to every socket of everyone but
-/// `me`, in the room spelling each joined with.
-pub(crate) fn to_others(
-    s: &RoomState,
-    me: &UserId,
-    events: &[&'static str],
-    body: impl Fn(&str) -> Json,
-) {
-    for peer in s.room.others(me).flat_map(|m| &m.sockets) {
-        let body = body(&peer.alias);
-        for event in events {
-            send(&peer.socket, event, &body);
-        }
-    }
-}
-
-/// `presence:sync` to the whole room: one entry per user.
-fn presence_sync(s: &RoomState) {
-    let users: Map<String, Json> = s
-        .room
-        .members()
-        .iter()
-        .map(|m| {
-            (
-                m.user.as_str().to_owned(),
-                json!({
-                    "role": m.role,
-                    "onlineAt": format_timestamp(m.online_at),
-                    "connections": m.sockets.len(),
-                }),
-            )
-        })
-        .collect();
-    let users = Json::Object(users);
-    for peer in s.room.members().iter().flat_map(|m| &m.sockets) {
-        send(
-            &peer.socket,
-            "presence:sync",
-            &json!({ "roomId": &*peer.alias, "users": &users }),
-        );
-    }
+    state.hub.join(member, access, reply).await.map(drop)
 }
 
 // ---- leave -----------------------------------------------------------------
@@ -405,55 +219,12 @@ fn presence_sync(s: &RoomState) {
 /// `webrtc:leave_room` / `chat:leave_room`. Leaving a room one is not in
 /// is not an error.
 pub(crate) fn leave(
+    hub: &dyn RoomHub,
     ctx: &SocketCtx,
-    rooms: &Rooms,
     kind: RoomKind,
     payload: &RawValue,
 ) -> Result<Json, ApiError> {
     let alias = RawObject::parse(payload)?.room_id(false)?;
-    if let Some(room) = ctx.joined_room(kind, &alias) {
-        ctx.forget_room(&room);
-        leave_room(ctx, rooms, &room);
-    }
+    hub.leave(ctx, kind, &alias);
     Ok(json!({ "ok": true, "roomId": alias }))
-}
-
-/// The socket closed: it leaves every room, and joins none after this.
-pub(crate) fn leave_all(ctx: &SocketCtx, all: &Rooms) {
-    let rooms = {
-        let mut joined = lock(&ctx.joined);
-        joined.gone = true;
-        std::mem::take(&mut joined.rooms)
-    };
-    let mut seen: Vec<&Arc<SignalRoom>> = Vec::new();
-    for (_, room) in &rooms {
-        if !seen.iter().any(|r| Arc::ptr_eq(r, room)) {
-            seen.push(room);
-            leave_room(ctx, all, room);
-        }
-    }
-}
-
-fn leave_room(ctx: &SocketCtx, rooms: &Rooms, room: &SignalRoom) {
-    {
-        let mut s = room.lock();
-        let Some((user, left)) = s.room.leave(ctx.socket_id) else {
-            return;
-        };
-        if left == Left::LastConnection {
-            let events: &[&'static str] = match room.kind {
-                RoomKind::Call => &["webrtc:peer_left", "presence:leave"],
-                RoomKind::Chat => &["presence:leave"],
-            };
-            to_others(
-                &s,
-                &user,
-                events,
-                |alias| json!({ "roomId": alias, "userId": user.as_str() }),
-            );
-        }
-        presence_sync(&s);
-        tracing::debug!(room = %room.key, kind = ?room.kind, ?left, "left room");
-    }
-    rooms.drop_if_idle(room);
 }
