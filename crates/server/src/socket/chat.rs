@@ -7,17 +7,17 @@
 //! socket's messages are stored and broadcast in the order it sent them.
 
 use consultd_domain::{ContentError, MessageContent};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 
 use super::ctx::SocketCtx;
 use super::hub::{Admission, ChatNews, Joining};
 use super::node::SocketState;
+use super::payload::{self, Field, IdText};
 use super::reply::Reply;
 use super::rooms::{RoomKind, Sock};
-use super::signal::RawObject;
 use crate::error::ApiError;
-use crate::input::raw_id_text;
 use crate::service::views::ChatSessionView;
 
 /// The longest client message id kept.
@@ -54,17 +54,38 @@ fn in_room(state: &SocketState, ctx: &SocketCtx, alias: &str) -> Result<String, 
         .ok_or_else(|| ApiError::forbidden("join the chat room first"))
 }
 
-/// A field decoded as `T`, or `bad_request` naming it.
-fn field<T: serde::de::DeserializeOwned>(
-    fields: &RawObject<'_>,
-    name: &str,
-    what: &str,
-) -> Result<T, ApiError> {
-    let raw = fields
-        .get(name)
-        .ok_or_else(|| ApiError::bad_request(format!("`{name}` is required")))?;
-    serde_json::from_str(raw.get())
-        .map_err(|_| ApiError::bad_request(format!("`{name}` must be {what}")))
+// ---- payloads --------------------------------------------------------------
+
+/// `chat:join_room` and `chat:leave_room`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct RoomPayload {
+    room_id: Field<IdText>,
+}
+
+/// `chat:send_message`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct SendPayload {
+    room_id: Field<IdText>,
+    content: Field<String>,
+    client_message_id: Field<IdText>,
+}
+
+/// `chat:typing`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct TypingPayload {
+    room_id: Field<IdText>,
+    is_typing: Field<bool>,
+}
+
+/// `chat:read`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ReadPayload {
+    room_id: Field<IdText>,
+    message_id: Field<IdText>,
 }
 
 // ---- join --------------------------------------------------------------------
@@ -80,7 +101,7 @@ pub(crate) async fn join(
     payload: &RawValue,
     reply: &mut Option<Reply>,
 ) -> Result<(), ApiError> {
-    let alias = RawObject::parse(payload)?.room_id(false)?;
+    let alias = payload::room_id(payload::parse::<RoomPayload>(payload)?.room_id)?;
     let access = &state.services.rooms;
     let grant = access.chat_grant(&ctx.principal, &alias).await?;
     let session = ChatSessionView::from(&grant.session);
@@ -132,9 +153,9 @@ pub(crate) async fn send(
     ctx: &SocketCtx,
     payload: &RawValue,
 ) -> Result<Json, ApiError> {
-    let fields = RawObject::parse(payload)?;
-    let alias = fields.room_id(false)?;
-    let content: String = field(&fields, "content", "a string")?;
+    let fields: SendPayload = payload::parse(payload)?;
+    let alias = payload::room_id(fields.room_id)?;
+    let content = fields.content.required("content", "a string")?;
     let content =
         MessageContent::parse(content, state.config.max_chat_chars).map_err(|e| match e {
             ContentError::Empty => bad("`content` must not be empty"),
@@ -142,7 +163,7 @@ pub(crate) async fn send(
                 ApiError::TooLarge(format!("messages are limited to {max_chars} characters"))
             }
         })?;
-    let client_message_id = client_message_id(&fields)?;
+    let client_message_id = client_message_id(fields.client_message_id)?;
     let chat = in_room(state, ctx, &alias)?;
     let posted = state
         .services
@@ -158,21 +179,21 @@ pub(crate) async fn send(
 
 /// The optional `clientMessageId`: a string or an integer (as text);
 /// `null` is the same as absent.
-fn client_message_id(fields: &RawObject<'_>) -> Result<Option<String>, ApiError> {
-    let Some(raw) = fields.get("clientMessageId") else {
-        return Ok(None);
-    };
-    if raw.get() == "null" {
-        return Ok(None);
-    }
-    let id = raw_id_text(raw)
-        .filter(|id| {
-            id.chars().count() <= MAX_CLIENT_MESSAGE_ID_CHARS && !id.chars().any(char::is_control)
+fn client_message_id(field: Field<IdText>) -> Result<Option<String>, ApiError> {
+    field
+        .optional()
+        .and_then(|id| match id {
+            Some(IdText(id))
+                if id.chars().count() > MAX_CLIENT_MESSAGE_ID_CHARS
+                    || id.chars().any(char::is_control) =>
+            {
+                Err(())
+            }
+            id => Ok(id.map(|IdText(id)| id)),
         })
-        .ok_or_else(|| {
+        .map_err(|()| {
             bad("`clientMessageId` must be a non-empty string (at most 200 characters) or an integer")
-        })?;
-    Ok(Some(id))
+        })
 }
 
 // ---- typing, read ----------------------------------------------------------
@@ -184,9 +205,9 @@ pub(crate) fn typing(
     ctx: &SocketCtx,
     payload: &RawValue,
 ) -> Result<Json, ApiError> {
-    let fields = RawObject::parse(payload)?;
-    let alias = fields.room_id(false)?;
-    let is_typing: bool = field(&fields, "isTyping", "true or false")?;
+    let fields: TypingPayload = payload::parse(payload)?;
+    let alias = payload::room_id(fields.room_id)?;
+    let is_typing = fields.is_typing.required("isTyping", "true or false")?;
     let chat = in_room(state, ctx, &alias)?;
     state
         .hub
@@ -201,12 +222,11 @@ pub(crate) async fn read(
     ctx: &SocketCtx,
     payload: &RawValue,
 ) -> Result<Json, ApiError> {
-    let fields = RawObject::parse(payload)?;
-    let alias = fields.room_id(false)?;
-    let message_id = fields
-        .get("messageId")
-        .and_then(raw_id_text)
-        .ok_or_else(|| bad("`messageId` must be a message id"))?;
+    let fields: ReadPayload = payload::parse(payload)?;
+    let alias = payload::room_id(fields.room_id)?;
+    let Field::Given(IdText(message_id)) = fields.message_id else {
+        return Err(bad("`messageId` must be a message id"));
+    };
     let chat = in_room(state, ctx, &alias)?;
     let moved = state
         .services
@@ -219,4 +239,17 @@ pub(crate) async fn read(
             .tell_chat(&ctx.principal.user_id, &chat, ChatNews::Read(&message_id))?;
     }
     Ok(json!({ "ok": true, "roomId": chat, "messageId": message_id }))
+}
+
+// ---- leave -----------------------------------------------------------------
+
+/// `chat:leave_room {roomId}`. Leaving a room one is not in is not an error.
+pub(crate) fn leave(
+    state: &SocketState,
+    ctx: &SocketCtx,
+    payload: &RawValue,
+) -> Result<Json, ApiError> {
+    let alias = payload::room_id(payload::parse::<RoomPayload>(payload)?.room_id)?;
+    state.hub.leave(ctx, RoomKind::Chat, &alias);
+    Ok(json!({ "ok": true, "roomId": alias }))
 }

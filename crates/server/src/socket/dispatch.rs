@@ -21,7 +21,7 @@ use super::chat::{self, ChatEvent};
 use super::ctx::SocketCtx;
 use super::node::SocketState;
 use super::reply::Reply;
-use super::rooms::{RoomKind, Signal, Sock};
+use super::rooms::{Signal, Sock};
 use super::signal::{self, SignalEvent};
 use crate::error::ApiError;
 use crate::sync::lock;
@@ -240,12 +240,10 @@ fn handle_inline(ctx: &SocketCtx, state: &SocketState, event: Incoming, reply: R
             signal::relay(hub, ctx, signal, legacy, &event.payload).map(Some)
         }
         Some(Route::Signal(SignalEvent::Leave)) => {
-            signal::leave(hub, ctx, RoomKind::Call, &event.payload).map(Some)
+            signal::leave(hub, ctx, &event.payload).map(Some)
         }
         Some(Route::Chat(ChatEvent::Typing)) => chat::typing(state, ctx, &event.payload).map(Some),
-        Some(Route::Chat(ChatEvent::Leave)) => {
-            signal::leave(hub, ctx, RoomKind::Chat, &event.payload).map(Some)
-        }
+        Some(Route::Chat(ChatEvent::Leave)) => chat::leave(state, ctx, &event.payload).map(Some),
         Some(Route::Identify) => identify(ctx).map(Some),
         Some(Route::Signal(SignalEvent::Join { .. }) | Route::Chat(_)) => unreachable_slow(),
         None => unknown(&event.name, wants_ack),

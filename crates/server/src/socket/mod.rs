@@ -18,6 +18,7 @@ mod hub;
 mod local;
 mod node;
 mod outbox;
+mod payload;
 mod reply;
 pub(crate) mod rooms;
 mod send;

@@ -17,13 +17,11 @@ use serde_json::{Value as Json, json};
 use super::ctx::SocketCtx;
 use super::hub::{Admission, Joining, RoomHub};
 use super::node::SocketState;
+use super::payload::{self, Field};
 use super::reply::Reply;
 use super::rooms::{RoomKind, Signal, Sock};
 use crate::error::ApiError;
 use crate::input::raw_id_text;
-
-/// The longest room id accepted.
-const MAX_ROOM_ID_CHARS: usize = 200;
 
 /// The signaling events, by the name a client sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,19 +102,7 @@ impl<'a> RawObject<'a> {
         } else {
             &["roomId"]
         };
-        let raw = keys
-            .iter()
-            .find_map(|k| self.get(k))
-            .ok_or_else(|| ApiError::bad_request("`roomId` is required"))?;
-        let id = raw_id_text(raw).ok_or_else(|| {
-            ApiError::bad_request("`roomId` must be a non-empty string or an integer")
-        })?;
-        if id.chars().count() > MAX_ROOM_ID_CHARS {
-            return Err(ApiError::bad_request(format!(
-                "`roomId` is longer than {MAX_ROOM_ID_CHARS} characters"
-            )));
-        }
-        Ok(id)
+        payload::room_id(Field::from_raw(keys.iter().find_map(|k| self.get(k))))
     }
 
     /// The optional `to` (a user id); `null` is the same as absent.
@@ -216,15 +202,13 @@ pub(crate) async fn join(
 
 // ---- leave -----------------------------------------------------------------
 
-/// `webrtc:leave_room` / `chat:leave_room`. Leaving a room one is not in
-/// is not an error.
+/// `webrtc:leave_room`. Leaving a room one is not in is not an error.
 pub(crate) fn leave(
     hub: &dyn RoomHub,
     ctx: &SocketCtx,
-    kind: RoomKind,
     payload: &RawValue,
 ) -> Result<Json, ApiError> {
     let alias = RawObject::parse(payload)?.room_id(false)?;
-    hub.leave(ctx, kind, &alias);
+    hub.leave(ctx, RoomKind::Call, &alias);
     Ok(json!({ "ok": true, "roomId": alias }))
 }
