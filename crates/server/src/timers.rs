@@ -103,8 +103,6 @@ where
 {
     let period = chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
     loop {
-        // From the end of the last step: a slow step delays the next one
-        // instead of bunching them up.
         clock.sleep_until(clock.now() + period).await;
         step().await;
     }

@@ -6,8 +6,7 @@
 //! The socket layer implements both for one node; a cluster implements them
 //! again. Both are called in commit order, under the service's order lock,
 //! so an implementation that delivers in call order keeps that order.
-
-use std::sync::Mutex;
+//! The services' own tests use a recording fake of both (`service::tests`).
 
 use async_trait::async_trait;
 use consultd_domain::{CallId, CallStatus, ChatId, UserId};
@@ -114,49 +113,4 @@ pub trait RoomControl: Send + Sync + 'static {
     /// The chat session ended: its room keeps its history but refuses
     /// typing.
     fn chat_ended(&self, chat: &ChatId);
-}
-
-/// What a service handed to the transport, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sent {
-    /// A push: its audience, event name and JSON payload.
-    Push(Audience, &'static str, serde_json::Value),
-    CloseCall(CallId),
-    ChatEnded(ChatId),
-}
-
-/// A transport that only writes down what it was given: services tested
-/// without sockets, for what they announce and in which order.
-#[derive(Debug, Default)]
-pub struct Recording {
-    sent: Mutex<Vec<Sent>>,
-}
-
-impl Recording {
-    /// Everything recorded so far, oldest first; the record is emptied.
-    pub fn take(&self) -> Vec<Sent> {
-        std::mem::take(&mut *self.lock())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sent>> {
-        crate::sync::lock(&self.sent)
-    }
-}
-
-#[async_trait]
-impl Outbox for Recording {
-    async fn push(&self, to: Audience, push: Push) {
-        let body = serde_json::to_value(&push).unwrap_or_default();
-        self.lock().push(Sent::Push(to, push.event(), body));
-    }
-}
-
-impl RoomControl for Recording {
-    fn close_call(&self, call: &CallId) {
-        self.lock().push(Sent::CloseCall(call.clone()));
-    }
-
-    fn chat_ended(&self, chat: &ChatId) {
-        self.lock().push(Sent::ChatEnded(chat.clone()));
-    }
 }
