@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use consultd_domain::{
     AuditAction, CallCommand, CallError, CallId, CallKind, CallStatus, Principal, QueueEntry,
-    Schedule, ScheduleId, Status, Timestamp, Transition, TutoringStatus,
+    Schedule, ScheduleId, Status, Timestamp, Transition, TutoringStatus, UserId,
 };
 use consultd_persistence::{CallRecord, CallRepo, Conn, RepoError, WriteTxn};
 
-use super::context::{Context, commit, record_creation, record_transition};
-use super::outbox::{Audience, Push};
+use super::context::{Context, record_creation, record_transition};
+use super::outbox::{Audience, Notices, Push};
 use super::queue_rows::{QueueNews, follow_call, lock_context};
 use super::views::{CallView, SessionView};
 use crate::error::ApiError;
@@ -83,12 +83,19 @@ impl CallService {
         Self { ctx }
     }
 
-    /// After an invitation is committed: its deadline and its count.
+    /// What a new invitation commits with: its deadline, then `push` to
+    /// the one invited.
+    pub(crate) fn invitation(&self, record: &CallRecord, to: &UserId, push: Push) -> Notices {
+        Notices::new()
+            .deadline(
+                record.call.expires_at,
+                Deadline::CallExpiry(record.call.id.clone()),
+            )
+            .push(Audience::user(to), push)
+    }
+
+    /// After an invitation is committed: its count.
     pub(crate) fn invited(&self, record: &CallRecord) {
-        self.ctx.at(
-            record.call.expires_at,
-            Deadline::CallExpiry(record.call.id.clone()),
-        );
         let kind = record.origin.kind().as_str();
         metrics::counter!(CALL_TRANSITIONS, "kind" => kind, "to" => record.call.status.as_str())
             .increment(1);
@@ -199,44 +206,15 @@ impl CallService {
         let row = (audit_entity(record.origin.kind()), record.call.id.as_str());
         record_transition(&*txn, actor, action, row, t, now).await?;
         let queue = follow_call(&*txn, actor, &record.call.id, t.to, context, now).await?;
-        let _ordered = self.ctx.order.lock(order_key(record)).await;
-        commit(txn).await?;
-        self.announce(record, queue).await;
-        Ok(())
-    }
-
-    /// Tells both participants of a committed move (and the host of the
-    /// queue it changed). A call that is over closes its signaling room
-    /// first, so its sockets have left before anyone is told.
-    async fn announce(&self, record: &CallRecord, queue: Option<QueueNews>) {
+        let notices = announcement(record, queue);
+        self.ctx
+            .commit_with(txn, order_key(record), notices)
+            .await?;
         let c = &record.call;
-        let kind = record.origin.kind();
-        metrics::counter!(CALL_TRANSITIONS, "kind" => kind.as_str(), "to" => c.status.as_str())
-            .increment(1);
-        tracing::info!(call = %c.id, kind = kind.as_str(), status = c.status.as_str(), "call transition");
-        if !c.status.is_live() {
-            self.ctx.rooms.close_call(&c.id);
-        }
-        let both = Audience::Users(vec![c.host.user_id.clone(), c.guest.user_id.clone()]);
-        if kind == CallKind::Tutoring {
-            // The tutoring request app listened to `postgres_changes` UPDATEs; every change
-            // is `session:updated` to both, and the learner also gets
-            // `session:accepted`.
-            let view = SessionView::from(record);
-            if TutoringStatus::of(c.status) == TutoringStatus::Accepted {
-                let learner = Audience::user(&c.guest.user_id);
-                self.ctx
-                    .push(learner, Push::SessionAccepted(view.clone()))
-                    .await;
-            }
-            self.ctx.push(both, Push::SessionUpdated(view)).await;
-        } else {
-            let view = CallView::from(record);
-            self.ctx.push(both, Push::call(c.status, view)).await;
-        }
-        if let Some(news) = queue {
-            push_queue(&self.ctx, news).await;
-        }
+        let kind = record.origin.kind().as_str();
+        metrics::counter!(CALL_TRANSITIONS, "kind" => kind, "to" => c.status.as_str()).increment(1);
+        tracing::info!(call = %c.id, kind, status = c.status.as_str(), "call transition");
+        Ok(())
     }
 
     /// A call of one of `kinds` that `p` takes part in, or any if `p` is an
@@ -278,10 +256,33 @@ impl CallService {
     }
 }
 
-/// `queue_updated` to the schedule's host.
-pub(crate) async fn push_queue(ctx: &Context, news: QueueNews) {
-    ctx.push(Audience::user(&news.host), Push::QueueUpdated(news.payload))
-        .await;
+/// What a call's move tells: both participants (and the host of the queue
+/// it changed). A call that is over closes its signaling room first, so
+/// its sockets have left before anyone is told.
+fn announcement(record: &CallRecord, queue: Option<QueueNews>) -> Notices {
+    let c = &record.call;
+    let mut notices = Notices::new();
+    if !c.status.is_live() {
+        notices = notices.close_call(c.id.clone());
+    }
+    let both = Audience::Users(vec![c.host.user_id.clone(), c.guest.user_id.clone()]);
+    if record.origin.kind() == CallKind::Tutoring {
+        // The tutoring request app listened to `postgres_changes` UPDATEs; every change
+        // is `session:updated` to both, and the learner also gets
+        // `session:accepted`.
+        let view = SessionView::from(record);
+        if TutoringStatus::of(c.status) == TutoringStatus::Accepted {
+            let learner = Audience::user(&c.guest.user_id);
+            notices = notices.push(learner, Push::SessionAccepted(view.clone()));
+        }
+        notices = notices.push(both, Push::SessionUpdated(view));
+    } else {
+        notices = notices.push(both, Push::call(c.status, CallView::from(record)));
+    }
+    match queue {
+        Some(news) => news.after(notices),
+        None => notices,
+    }
 }
 
 /// The audit log's action for a move of a call of `kind`; `None` is the

@@ -6,8 +6,8 @@ use consultd_domain::{AuditAction, CallId, CallKind, Principal, Timestamp, UserI
 use consultd_persistence::{CallRepo, RepoError};
 
 use super::call::{CallService, MoveError};
-use super::context::{commit, require_host};
-use super::outbox::{Audience, Push};
+use super::context::require_host;
+use super::outbox::{Audience, Notices, Push};
 use super::queue_rows::lock_context;
 use super::views::{CallView, PeerIdUpdated};
 use crate::error::ApiError;
@@ -41,17 +41,16 @@ impl CallService {
         if let Some(fresh) = CallRepo.find(&*txn, call_id).await? {
             record = fresh;
         }
-        let _ordered = self.ctx.order.lock(super::call::order_key(&record)).await;
-        commit(txn).await?;
         let other = record.call.party(side.other()).user_id.clone();
         let payload = PeerIdUpdated {
             call_session_id: record.call.id.to_string(),
             role: p.role.to_string(),
             peer_id: peer_id.to_owned(),
         };
+        let notices = Notices::new().push(Audience::user(&other), Push::PeerIdUpdated(payload));
         self.ctx
-            .push(Audience::user(&other), Push::PeerIdUpdated(payload))
-            .await;
+            .commit_with(txn, super::call::order_key(&record), notices)
+            .await?;
         Ok(CallView::from(&record))
     }
 

@@ -15,7 +15,7 @@ use consultd_domain::{
 use consultd_persistence::{ChatRepo, ChatScope, RepoError, WriteTxn};
 
 use super::context::{Context, commit, new_id, record_creation, record_transition, require_guest};
-use super::outbox::{Audience, Push};
+use super::outbox::{Audience, Notices, Push};
 use super::views::{ChatSessionView, ChatStatusView};
 use crate::error::ApiError;
 use crate::telemetry::CHAT_TRANSITIONS;
@@ -114,18 +114,15 @@ impl ChatService {
     ) -> Result<(), ApiError> {
         ChatRepo.apply(&*txn, session, t).await?;
         record_transition(&*txn, actor, action, (ENTITY, session.id.as_str()), t, now).await?;
-        let _ordered = self.ctx.order.lock(session.id.as_str()).await;
-        commit(txn).await?;
-        metrics::counter!(CHAT_TRANSITIONS, "to" => t.to.as_str()).increment(1);
-        tracing::info!(chat = %session.id, from = t.from.as_str(), to = t.to.as_str(), "chat transition");
+        let mut notices = Notices::new();
         match t.to {
             ChatStatus::Live => {
                 if let Some(at) = session.ends_at {
-                    self.ctx
-                        .at(at, Deadline::ChatEnd(session.id.as_str().to_owned()));
+                    let end = Deadline::ChatEnd(session.id.as_str().to_owned());
+                    notices = notices.deadline(at, end);
                 }
             }
-            ChatStatus::Ended => self.ctx.rooms.chat_ended(&session.id),
+            ChatStatus::Ended => notices = notices.chat_ended(session.id.clone()),
             ChatStatus::Pending | ChatStatus::Waiting => {}
         }
         let view = ChatStatusView::from(session);
@@ -133,9 +130,12 @@ impl ChatService {
             .chain(session.mechanic.as_ref())
             .cloned()
             .collect();
+        let notices = notices.push(Audience::Users(users), Push::ChatStatus(view));
         self.ctx
-            .push(Audience::Users(users), Push::ChatStatus(view))
-            .await;
+            .commit_with(txn, session.id.as_str(), notices)
+            .await?;
+        metrics::counter!(CHAT_TRANSITIONS, "to" => t.to.as_str()).increment(1);
+        tracing::info!(chat = %session.id, from = t.from.as_str(), to = t.to.as_str(), "chat transition");
         Ok(())
     }
 

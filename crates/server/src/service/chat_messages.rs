@@ -6,7 +6,7 @@ use consultd_persistence::{ChatMessage, ChatRepo};
 
 use super::chat::ChatService;
 use super::context::{commit, new_id};
-use super::outbox::{Audience, Push};
+use super::outbox::{Audience, Notices, Push};
 use super::views::ChatMessageView;
 use crate::error::ApiError;
 use crate::telemetry::CHAT_MESSAGES;
@@ -116,11 +116,12 @@ impl ChatService {
                 .ok_or_else(|| ApiError::internal("a conflicting message vanished"));
         }
         let view = ChatMessageView::from(&message);
-        let _ordered = self.ctx.order.lock(session.id.as_str()).await;
-        commit(txn).await?;
-        metrics::counter!(CHAT_MESSAGES).increment(1);
         let room = Audience::ChatRoom(session.id.clone());
-        self.ctx.push(room, Push::ChatMessage(view.clone())).await;
+        let notices = Notices::new().push(room, Push::ChatMessage(view.clone()));
+        self.ctx
+            .commit_with(txn, session.id.as_str(), notices)
+            .await?;
+        metrics::counter!(CHAT_MESSAGES).increment(1);
         Ok(Posted {
             message: view,
             created: true,

@@ -8,7 +8,7 @@ use consultd_domain::{AuditAction, Principal, Status, Timestamp, Transition};
 use consultd_persistence::{AuditRepo, Conn, Db, NewAuditEntry, WriteTxn};
 
 use super::order::Sequencer;
-use super::outbox::{Audience, Outbox, Push, RoomControl};
+use super::outbox::{Notice, Notices, Outbox, RoomControl};
 use crate::clock::SharedClock;
 use crate::error::ApiError;
 use crate::timers::{Deadline, Timer};
@@ -49,8 +49,27 @@ impl Context {
         self.clock.now()
     }
 
-    pub(crate) async fn push(&self, to: Audience, push: Push) {
-        self.outbox.push(to, push).await;
+    /// Commits `txn`, then hands its notices over in order. The order lock
+    /// for `key` is held from just before the commit until they are out, so
+    /// that two commits on one key are announced in commit order (see
+    /// [`Sequencer`]); take it only once every read and write is done.
+    pub(crate) async fn commit_with(
+        &self,
+        txn: WriteTxn,
+        key: &str,
+        notices: Notices,
+    ) -> Result<(), ApiError> {
+        let _ordered = self.order.lock(key).await;
+        commit(txn).await?;
+        for notice in notices.into_vec() {
+            match notice {
+                Notice::Push(to, push) => self.outbox.push(to, *push).await,
+                Notice::CloseCall(call) => self.rooms.close_call(&call),
+                Notice::ChatEnded(chat) => self.rooms.chat_ended(&chat),
+                Notice::Deadline(at, what) => self.timer.at(at, what),
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn at(&self, when: Timestamp, what: Deadline) {

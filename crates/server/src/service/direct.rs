@@ -13,8 +13,8 @@ use consultd_domain::{
 use consultd_persistence::{CallRecord, CallRepo, Conn};
 
 use super::call::{CallService, CallType, insert_call};
-use super::context::{Context, commit, new_id, require_guest};
-use super::outbox::{Audience, Push};
+use super::context::{Context, new_id, require_guest};
+use super::outbox::Push;
 use super::views::CallView;
 use crate::error::ApiError;
 
@@ -147,15 +147,15 @@ impl DirectService {
             Err(ApiError::Conflict(_)) => return Ok(None),
             other => other?,
         }
-        let _ordered = self.ctx.order.lock(record.call.id.as_str()).await;
-        commit(txn).await?;
-
-        self.calls.invited(&record);
         let view = CallView::from(&record);
-        let host = Audience::user(&record.call.host.user_id);
+        let host = &record.call.host.user_id;
+        let invitation = self
+            .calls
+            .invitation(&record, host, Push::CallInvitation(view.clone()));
         self.ctx
-            .push(host, Push::CallInvitation(view.clone()))
-            .await;
+            .commit_with(txn, record.call.id.as_str(), invitation)
+            .await?;
+        self.calls.invited(&record);
         Ok(Some((view, true)))
     }
 }

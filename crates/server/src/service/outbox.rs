@@ -1,16 +1,21 @@
 //! The ports between the services and whatever carries events to clients.
 //!
-//! A service commits, then hands each server → client event to an
-//! [`Outbox`] (who hears it, and what) and each room consequence to
-//! [`RoomControl`] (a call's room closes, a chat room stops taking typing).
-//! The socket layer implements both for one node; a cluster implements them
-//! again. Both are called in commit order, under the service's order lock,
-//! so an implementation that delivers in call order keeps that order.
+//! A service writes a transition, gathers what it means for clients as
+//! [`Notices`], and commits with them (`Context::commit_with`). Each
+//! server → client event goes to an [`Outbox`] (who hears it, and what),
+//! each room consequence to [`RoomControl`] (a call's room closes, a chat
+//! room stops taking typing). The socket layer implements both for one
+//! node; a cluster implements them again. Both are called in commit order,
+//! under the service's order lock, so an implementation that delivers in
+//! call order keeps that order; and because one commit's notices travel
+//! together, a cluster can hand them over inside the transaction instead.
 //! The services' own tests use a recording fake of both (`service::tests`).
 
 use async_trait::async_trait;
-use consultd_domain::{CallId, CallStatus, ChatId, UserId};
+use consultd_domain::{CallId, CallStatus, ChatId, Timestamp, UserId};
 use serde::Serialize;
+
+use crate::timers::Deadline;
 
 use super::views::{
     CallView, ChatMessageView, ChatStatusView, DoctorPresence, PeerIdUpdated, QueueUpdated,
@@ -113,4 +118,51 @@ pub trait RoomControl: Send + Sync + 'static {
     /// The chat session ended: its room keeps its history but refuses
     /// typing.
     fn chat_ended(&self, chat: &ChatId);
+}
+
+/// One consequence of a committed change.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// Boxed: a push is most of a notice's size.
+    Push(Audience, Box<Push>),
+    CloseCall(CallId),
+    ChatEnded(ChatId),
+    /// A deadline the timers must now keep.
+    Deadline(Timestamp, Deadline),
+}
+
+/// What one commit tells the transport and the timers, in the order it
+/// must be told.
+#[derive(Debug, Clone, Default)]
+#[must_use = "notices are delivered only through `Context::commit_with`"]
+pub struct Notices(Vec<Notice>);
+
+impl Notices {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(mut self, to: Audience, push: Push) -> Self {
+        self.0.push(Notice::Push(to, Box::new(push)));
+        self
+    }
+
+    pub fn close_call(mut self, call: CallId) -> Self {
+        self.0.push(Notice::CloseCall(call));
+        self
+    }
+
+    pub fn chat_ended(mut self, chat: ChatId) -> Self {
+        self.0.push(Notice::ChatEnded(chat));
+        self
+    }
+
+    pub fn deadline(mut self, at: Timestamp, what: Deadline) -> Self {
+        self.0.push(Notice::Deadline(at, what));
+        self
+    }
+
+    pub fn into_vec(self) -> Vec<Notice> {
+        self.0
+    }
 }

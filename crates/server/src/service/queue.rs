@@ -11,9 +11,9 @@ use consultd_domain::{
 };
 use consultd_persistence::{CallRecord, CallRepo, QueueRepo, ScheduleRepo, WriteTxn};
 
-use super::call::{CallService, CallType, insert_call, push_queue};
-use super::context::{Context, commit, new_id, require_guest, require_host};
-use super::outbox::{Audience, Push};
+use super::call::{CallService, CallType, insert_call};
+use super::context::{Context, new_id, require_guest, require_host};
+use super::outbox::{Notices, Push};
 use super::queue_rows::{apply_entry, insert_entry, lock_entry, queue_snapshot};
 use super::views::{CallView, EntryView};
 use crate::error::ApiError;
@@ -66,9 +66,9 @@ impl QueueService {
         insert_entry(&*txn, p, &entry, now).await?;
         let pos = QueueRepo.position(&*txn, &entry).await?;
         let news = queue_snapshot(&*txn, &schedule).await?;
-        let _ordered = self.ctx.order.lock(schedule.id.as_str()).await;
-        commit(txn).await?;
-        push_queue(&self.ctx, news).await;
+        self.ctx
+            .commit_with(txn, schedule.id.as_str(), news.after(Notices::new()))
+            .await?;
         Ok((EntryView::new(&entry, pos), true))
     }
 
@@ -120,9 +120,9 @@ impl QueueService {
         };
         apply_entry(&*txn, Some(p), &entry.id, &change, now).await?;
         let news = queue_snapshot(&*txn, schedule).await?;
-        let _ordered = self.ctx.order.lock(schedule.id.as_str()).await;
-        commit(txn).await?;
-        push_queue(&self.ctx, news).await;
+        self.ctx
+            .commit_with(txn, schedule.id.as_str(), news.after(Notices::new()))
+            .await?;
         Ok(EntryView::new(entry, pos))
     }
 
@@ -223,16 +223,15 @@ impl QueueService {
         apply_entry(&*txn, Some(p), &entry.id, &change, now).await?;
         insert_call(&*txn, p, &record, now).await?;
         let news = queue_snapshot(&*txn, &schedule).await?;
-        let _ordered = self.ctx.order.lock(schedule.id.as_str()).await;
-        commit(txn).await?;
-
-        self.calls.invited(&record);
         let view = CallView::from(&record);
-        let guest = Audience::user(&record.call.guest.user_id);
+        let guest = &record.call.guest.user_id;
+        let invitation = self
+            .calls
+            .invitation(&record, guest, Push::CallInvitation(view.clone()));
         self.ctx
-            .push(guest, Push::CallInvitation(view.clone()))
-            .await;
-        push_queue(&self.ctx, news).await;
+            .commit_with(txn, schedule.id.as_str(), news.after(invitation))
+            .await?;
+        self.calls.invited(&record);
         Ok(view)
     }
 }

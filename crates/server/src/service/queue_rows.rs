@@ -9,6 +9,7 @@ use consultd_domain::{
 use consultd_persistence::{CallRecord, Conn, QueueRepo, ScheduleRepo};
 
 use super::context::{record_creation, record_transition};
+use super::outbox::{Audience, Notices, Push};
 use super::views::{EntryView, QueueUpdated};
 use crate::error::ApiError;
 
@@ -18,6 +19,13 @@ use crate::error::ApiError;
 pub(crate) struct QueueNews {
     pub(crate) host: UserId,
     pub(crate) payload: QueueUpdated,
+}
+
+impl QueueNews {
+    /// `notices`, then `queue_updated` to the schedule's host.
+    pub(crate) fn after(self, notices: Notices) -> Notices {
+        notices.push(Audience::user(&self.host), Push::QueueUpdated(self.payload))
+    }
 }
 
 pub(crate) async fn queue_snapshot(

@@ -9,9 +9,8 @@ use consultd_domain::{
 };
 use consultd_persistence::{QueueRepo, ScheduleRepo};
 
-use super::call::push_queue;
 use super::context::{Context, commit, new_id, record_creation, record_transition, require_host};
-use super::outbox::{Audience, Push};
+use super::outbox::{Audience, Notices, Push};
 use super::queue_rows::{apply_entry, queue_snapshot};
 use super::views::{DoctorPresence, ScheduleView};
 use crate::error::ApiError;
@@ -98,29 +97,26 @@ impl ScheduleService {
         } else {
             None
         };
-        let _ordered = self.ctx.order.lock(schedule.id.as_str()).await;
-        commit(txn).await?;
-
         let presence = DoctorPresence {
             doctor_id: schedule.host_id.to_string(),
             schedule_id: schedule.id.to_string(),
         };
-        match t.to {
+        let notices = match t.to {
             ScheduleStatus::Online => {
-                self.ctx
-                    .push(Audience::Guests, Push::DoctorOnline(presence))
-                    .await;
+                Notices::new().push(Audience::Guests, Push::DoctorOnline(presence))
             }
             ScheduleStatus::Completed => {
-                self.ctx
-                    .push(Audience::Guests, Push::DoctorOffline(presence))
-                    .await;
-                if let Some(news) = news {
-                    push_queue(&self.ctx, news).await;
+                let offline = Notices::new().push(Audience::Guests, Push::DoctorOffline(presence));
+                match news {
+                    Some(news) => news.after(offline),
+                    None => offline,
                 }
             }
-            ScheduleStatus::Upcoming => {}
-        }
+            ScheduleStatus::Upcoming => Notices::new(),
+        };
+        self.ctx
+            .commit_with(txn, schedule.id.as_str(), notices)
+            .await?;
         Ok(ScheduleView::from(&schedule))
     }
 }

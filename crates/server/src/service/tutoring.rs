@@ -12,8 +12,8 @@ use consultd_domain::{
 use consultd_persistence::{CallRecord, CallRepo, SessionFilter};
 
 use super::call::{CallService, MoveError, insert_call};
-use super::context::{Context, commit, new_id, require_guest};
-use super::outbox::{Audience, Push};
+use super::context::{Context, new_id, require_guest};
+use super::outbox::Push;
 use super::views::SessionView;
 use crate::error::{ApiError, session_refusal as refusal};
 
@@ -71,15 +71,15 @@ impl TutoringService {
         };
         let txn = self.ctx.db.begin_write().await?;
         insert_call(&*txn, p, &record, now).await?;
-        let _ordered = self.ctx.order.lock(record.call.id.as_str()).await;
-        commit(txn).await?;
-
-        self.calls.invited(&record);
         let view = SessionView::from(&record);
-        let teacher = Audience::user(&record.call.host.user_id);
+        let teacher = &record.call.host.user_id;
+        let invitation =
+            self.calls
+                .invitation(&record, teacher, Push::SessionIncoming(view.clone()));
         self.ctx
-            .push(teacher, Push::SessionIncoming(view.clone()))
-            .await;
+            .commit_with(txn, record.call.id.as_str(), invitation)
+            .await?;
+        self.calls.invited(&record);
         Ok(view)
     }
 
