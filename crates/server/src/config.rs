@@ -125,7 +125,7 @@ pub struct Config {
     /// Where the default SQLite database and the generated JWT secret live.
     #[arg(long, env = "CONSULTD_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
     pub data_dir: PathBuf,
-    /// Redis for the multi-node adapter (accepted now; used by the scale-out work).
+    /// Redis, for several nodes on one PostgreSQL database (refused with SQLite; relaying between nodes is not built yet).
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
     /// HS256 shared secret. Unset: a random one is generated once and kept in the data directory (0600).
@@ -347,17 +347,44 @@ impl Config {
         }
     }
 
+    /// The Redis URL, if one is set (blank is unset).
+    pub fn redis(&self) -> Option<&str> {
+        self.redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+
+    /// Settings that only make sense together: several nodes (`REDIS_URL`)
+    /// share their state in one PostgreSQL database, and a SQLite file is
+    /// one node's alone.
+    pub fn check_nodes(&self) -> Result<(), String> {
+        if self.redis().is_none() {
+            return Ok(());
+        }
+        let db = self.effective_database_url();
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Ok(())
+        } else {
+            Err(
+                "REDIS_URL is for several nodes, which share one PostgreSQL database: \
+                 set DATABASE_URL=postgres://… as well, or unset REDIS_URL (SQLite serves one node)"
+                    .into(),
+            )
+        }
+    }
+
     /// The role mapping from the three role lists.
     pub fn role_map(&self) -> Result<consultd_domain::RoleMap, consultd_domain::RoleMapError> {
         consultd_domain::RoleMap::new(&self.host_roles, &self.guest_roles, &self.admin_roles)
     }
 
-    /// What a signaling room keeps per sender for late joiners.
     /// The default chat session length; the parser bounds it to a day.
     pub fn chat_duration(&self) -> consultd_domain::ChatDuration {
         consultd_domain::ChatDuration::from_secs_clamped(self.chat_duration_secs)
     }
 
+    /// What a signaling room keeps per sender for late joiners.
     pub fn replay_limits(&self) -> consultd_domain::ReplayLimits {
         consultd_domain::ReplayLimits {
             max_messages: self.replay_max_messages,
@@ -392,6 +419,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_needs_postgres() {
+        let with = |db: Option<&str>, redis: Option<&str>| Config {
+            database_url: db.map(str::to_owned),
+            redis_url: redis.map(str::to_owned),
+            ..Config::default()
+        };
+        let refused = with(None, Some("redis://127.0.0.1:6379")).check_nodes();
+        assert!(refused.unwrap_err().contains("DATABASE_URL=postgres://"));
+        let sqlite = Some("sqlite:///tmp/x.sqlite3?mode=rwc");
+        assert!(with(sqlite, Some("redis://r")).check_nodes().is_err());
+        for ok in [
+            with(Some("postgres://p@h/db"), Some("redis://r")),
+            with(Some("postgresql://p@h/db"), Some("redis://r")),
+            with(None, None),
+            with(None, Some("  ")),
+        ] {
+            assert_eq!(ok.check_nodes(), Ok(()));
+        }
+    }
 
     #[test]
     fn cli_defaults_match_config_default() {

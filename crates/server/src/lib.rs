@@ -188,6 +188,15 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 
 /// [`start`] with the time taken from `clock` (tests move a manual one).
 pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
+    config.check_nodes().map_err(StartError::Config)?;
+    if config.redis().is_some() {
+        // Accepted so that deployments can prepare; said aloud so that
+        // nobody runs two nodes believing they relay to each other.
+        tracing::warn!(
+            "REDIS_URL is set, but this version relays only between the sockets of one node: \
+             run one node per database until multi-node support lands"
+        );
+    }
     let auth = Arc::new(authenticator(&config)?);
     let limits = Arc::new(Limits {
         rest: KeyedLimiter::new(config.rest_rate, config.rest_burst),
