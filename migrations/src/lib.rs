@@ -9,6 +9,7 @@ pub mod m20261121_000003_call_kinds;
 pub mod m20261121_000004_invitee_indexes;
 pub mod m20261121_000005_chat;
 pub mod m20261202_000006_call_end_reason;
+pub mod m20261203_000007_bus_messages;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_invitee_indexes::Migration),
             Box::new(m20261121_000005_chat::Migration),
             Box::new(m20261202_000006_call_end_reason::Migration),
+            Box::new(m20261203_000007_bus_messages::Migration),
         ]
     }
 }

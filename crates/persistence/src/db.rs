@@ -29,6 +29,8 @@ pub struct MigrationState {
 #[derive(Debug, Clone)]
 pub struct Db {
     conn: DatabaseConnection,
+    /// As given: the bus's listener opens its own connection with it.
+    url: Arc<str>,
     backend: Backend,
     /// SQLite has one writer at a time. Queueing writers here, in order,
     /// instead of in SQLite's busy handler (which sleeps and retries with
@@ -91,6 +93,7 @@ impl Db {
         }
         Ok(Self {
             conn,
+            url: url.into(),
             backend,
             write_gate: Arc::new(Mutex::new(())),
         })
@@ -98,6 +101,10 @@ impl Db {
 
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn backend(&self) -> Backend {

@@ -5,6 +5,7 @@
 //! state transition and its audit row in one transaction.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod bus;
 mod db;
 pub mod entity;
 mod error;
