@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 mod db_check;
 pub mod error;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, Request};
 use consultd_persistence::Db;
+use consultd_persistence::bus::Bus;
 use socketioxide::SocketIo;
 use tokio::task::JoinHandle;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
@@ -190,11 +192,12 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     config.check_nodes().map_err(StartError::Config)?;
     if config.redis().is_some() {
-        // Accepted so that deployments can prepare; said aloud so that
-        // nobody runs two nodes believing they relay to each other.
+        // Said aloud, so that nobody runs two nodes believing that
+        // everything crosses between them already.
         tracing::warn!(
-            "REDIS_URL is set, but this version relays only between the sockets of one node: \
-             run one node per database until multi-node support lands"
+            "REDIS_URL is set: pushes, room closes and deadlines reach every node (over \
+             PostgreSQL), but signaling rooms, their presence and chat typing are still per node, \
+             and the abandoned-call sweep is off"
         );
     }
     let auth = Arc::new(authenticator(&config)?);
@@ -219,6 +222,16 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let addr = listener.local_addr()?;
     let db = open_database(&config).await?;
     db.migrate_up().await?;
+    // Several nodes: listening starts before anything can commit here, so
+    // this node hears every change from now on.
+    let bus = match config.redis() {
+        Some(_) => {
+            let bus = Bus::of(&db).await?;
+            let listener = bus.listen(&db).await?;
+            Some((bus, listener))
+        }
+        None => None,
+    };
     let config = Arc::new(config);
     let (io_layer, io) = socket::layer(&config);
     let (timer, timer_rx) = Timer::channel();
@@ -226,7 +239,14 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let presence = Arc::new(Presence::new(clock.clone()));
     let outbox = Arc::new(LocalOutbox::new(io.clone(), rooms.clone()));
     let hub = Arc::new(LocalRooms::new(rooms.clone()));
-    let ctx = Context::new(db.clone(), outbox, hub.clone(), timer, clock.clone());
+    let ctx = Context::new(
+        db.clone(),
+        outbox.clone(),
+        hub.clone(),
+        timer.clone(),
+        clock.clone(),
+        bus.as_ref().map(|(bus, _)| bus.clone()),
+    );
     let settings = Settings {
         invite_ttl: seconds(config.invite_ttl_secs),
         session_ttl: seconds(config.session_ttl_secs),
@@ -244,19 +264,42 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         limits,
         in_flight: Arc::default(),
     };
-    socket::register(&io, state.clone(), hub);
+    socket::register(&io, state.clone(), hub.clone());
     // Reload before listening, so nothing due is missed.
     let deadlines = services.deadlines().await?;
     let calls = services.calls.clone();
-    let tasks = vec![
-        tokio::spawn(timers::run(timer_rx, services, deadlines, clock.clone())),
-        tokio::spawn(sweep_abandoned(
+    let mut tasks = vec![tokio::spawn(timers::run(
+        timer_rx,
+        services,
+        deadlines,
+        clock.clone(),
+    ))];
+    match bus {
+        None => tasks.push(tokio::spawn(sweep_abandoned(
             calls,
             presence,
             Duration::from_secs(config.abandon_secs),
             clock,
-        )),
-    ];
+        ))),
+        Some((bus, listener)) => {
+            // The sweep reads who is connected, which is still per node:
+            // on several nodes it would end calls whose participants are
+            // connected elsewhere.
+            let delivery = cluster::Delivery {
+                outbox,
+                rooms: hub,
+                timer,
+            };
+            let (io, app) = (io.clone(), state.clone());
+            let on_gap = move || {
+                let (io, app) = (io.clone(), app.clone());
+                async move { socket::resync_everyone(&io, &app).await }
+            };
+            tasks.push(tokio::spawn(cluster::listen(
+                listener, bus, delivery, on_gap,
+            )));
+        }
+    }
     let app = http::router(state.clone())
         .layer(io_layer)
         .layer(cors)

@@ -20,6 +20,8 @@ pub const SOCKETS_OVERFLOWED: &str = "consultd_sockets_overflowed_total";
 pub const CALLS_ABANDONED: &str = "consultd_calls_abandoned_total";
 pub const CHAT_TRANSITIONS: &str = "consultd_chat_transitions_total";
 pub const CHAT_MESSAGES: &str = "consultd_chat_messages_total";
+pub const BUS_MESSAGES: &str = "consultd_bus_messages_total";
+pub const BUS_GAPS: &str = "consultd_bus_gaps_total";
 
 /// Installs the log subscriber. A second call (tests start several servers
 /// in one process) keeps the first subscriber.
@@ -97,6 +99,14 @@ fn describe() {
         "Chat session status changes, by new status"
     );
     metrics::describe_counter!(CHAT_MESSAGES, "Chat messages stored (resends not counted)");
+    metrics::describe_counter!(
+        BUS_MESSAGES,
+        "Bus messages heard from the nodes (this one included), with several nodes"
+    );
+    metrics::describe_counter!(
+        BUS_GAPS,
+        "Times the bus connection was lost and came back (this node resynced its sockets)"
+    );
     metrics::describe_histogram!(
         HTTP_DURATION,
         metrics::Unit::Seconds,

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::clock::SharedClock;
 
 /// Something the server must do by itself at a given instant.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Deadline {
     /// An invitation's `expiresAt`.
     CallExpiry(CallId),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use consultd_domain::{AuditAction, Principal, Status, Timestamp, Transition};
+use consultd_persistence::bus::Bus;
 use consultd_persistence::{AuditRepo, Conn, Db, NewAuditEntry, WriteTxn};
 
 use super::order::Sequencer;
@@ -25,6 +26,9 @@ pub struct Context {
     pub(crate) order: Sequencer,
     pub timer: Timer,
     pub clock: SharedClock,
+    /// Several nodes: notices go over the bus, and every node's listener
+    /// (this one's too) delivers them, in commit order.
+    pub bus: Option<Bus>,
 }
 
 impl Context {
@@ -34,6 +38,7 @@ impl Context {
         rooms: Arc<dyn RoomControl>,
         timer: Timer,
         clock: SharedClock,
+        bus: Option<Bus>,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
@@ -42,6 +47,7 @@ impl Context {
             order: Sequencer::new(ORDER_STRIPES),
             timer,
             clock,
+            bus,
         })
     }
 
@@ -59,6 +65,18 @@ impl Context {
         key: &str,
         notices: Notices,
     ) -> Result<(), ApiError> {
+        if let Some(bus) = &self.bus {
+            // PostgreSQL delivers notifications in commit order, to every
+            // node: no lock of ours is needed for that order.
+            if !notices.is_empty() {
+                let wire = notices.to_wire().map_err(|e| {
+                    tracing::error!(error = %e, "notices not encodable");
+                    ApiError::Internal
+                })?;
+                bus.publish(&*txn, &wire).await?;
+            }
+            return commit(txn).await;
+        }
         let _ordered = self.order.lock(key).await;
         commit(txn).await?;
         for notice in notices.into_vec() {

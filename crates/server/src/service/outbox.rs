@@ -13,7 +13,7 @@
 
 use async_trait::async_trait;
 use consultd_domain::{CallId, CallStatus, ChatId, Timestamp, UserId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::timers::Deadline;
 
@@ -23,7 +23,7 @@ use super::views::{
 };
 
 /// Who hears a push.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Audience {
     /// Every connection of these users (each connection once, even if a
     /// user is listed twice).
@@ -107,6 +107,10 @@ impl Push {
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
     async fn push(&self, to: Audience, push: Push);
+
+    /// A push that another node committed, as it went over the bus: its
+    /// event name and its payload as JSON.
+    async fn push_json(&self, to: Audience, event: &str, body: serde_json::Value);
 }
 
 /// What a committed change means for the rooms clients are in.
@@ -162,7 +166,47 @@ impl Notices {
         self
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn into_vec(self) -> Vec<Notice> {
         self.0
     }
+
+    /// The notices as they travel between nodes (see [`Wire`]).
+    pub fn to_wire(&self) -> Result<String, serde_json::Error> {
+        let wire: Vec<Wire> = self
+            .0
+            .iter()
+            .map(|n| {
+                Ok(match n {
+                    Notice::Push(to, push) => Wire::Push {
+                        to: to.clone(),
+                        event: push.event().to_owned(),
+                        body: serde_json::to_value(push)?,
+                    },
+                    Notice::CloseCall(call) => Wire::CloseCall(call.clone()),
+                    Notice::ChatEnded(chat) => Wire::ChatEnded(chat.clone()),
+                    Notice::Deadline(at, what) => Wire::Deadline(*at, what.clone()),
+                })
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
+        serde_json::to_string(&wire)
+    }
+}
+
+/// A notice between nodes: a push travels as its event name and payload,
+/// which is all a node needs to deliver it to its own sockets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Wire {
+    Push {
+        to: Audience,
+        event: String,
+        body: serde_json::Value,
+    },
+    CloseCall(CallId),
+    ChatEnded(ChatId),
+    Deadline(Timestamp, Deadline),
 }

@@ -77,6 +77,11 @@ impl Outbox for Witness {
         let event = push.event();
         crate::sync::lock(&self.seen).push(Seen::Push { event, to, stored });
     }
+
+    async fn push_json(&self, _: Audience, event: &str, _: serde_json::Value) {
+        // Only a bus listener delivers JSON; services hand over typed pushes.
+        panic!("a service pushed `{event}` as JSON");
+    }
 }
 
 impl RoomControl for Witness {
@@ -114,6 +119,7 @@ impl Harness {
             witness.clone(),
             timer,
             Arc::new(clock.clone()),
+            None,
         );
         let settings = Settings {
             invite_ttl: chrono::Duration::seconds(60),

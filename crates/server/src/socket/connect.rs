@@ -3,8 +3,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
-use consultd_domain::{Principal, TutoringStatus};
+use consultd_domain::{Principal, Timestamp, TutoringStatus};
 use serde_json::Value;
+use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
 
@@ -16,6 +17,7 @@ use super::node::SocketState;
 use super::outbox::GUESTS_ROOM;
 use crate::auth::{AuthError, handshake_token};
 use crate::limits::client_ip;
+use crate::state::AppState;
 use crate::telemetry::{SOCKET_CONNECTIONS, SOCKET_REFUSED, SOCKETS_CONNECTED};
 
 /// Why a connection was refused; the `Display` form is the word the
@@ -106,9 +108,7 @@ fn admit(state: &SocketState, socket: &SocketRef, auth: Value) -> Result<Princip
 
 /// Runs after CONNECT has been sent; nothing the client may send depends on
 /// it. Re-sends what the user must know now (CONTRACT §1: reconnection
-/// restores state): a still-live `call_invitation`, the `session:status` of
-/// each chat session in progress, and, for a teacher, each still-answerable
-/// `session:incoming`.
+/// restores state).
 pub(super) async fn on_connect(state: SocketState, socket: SocketRef) {
     metrics::gauge!(SOCKETS_CONNECTED).increment(1.0);
     metrics::counter!(SOCKET_CONNECTIONS).increment(1);
@@ -119,7 +119,22 @@ pub(super) async fn on_connect(state: SocketState, socket: SocketRef) {
         let _entered = ctx.span.enter();
         tracing::info!(transport = ?socket.transport_type(), protocol = ?socket.protocol(), "socket connected");
     }
-    let services = &state.services;
+    resync(&state, &socket, &ctx, Some(ctx.joined_at)).await;
+}
+
+/// Re-sends what the user must know now: a still-live `call_invitation`,
+/// the `session:status` of each chat session in progress, and, for a
+/// teacher, each still-answerable `session:incoming`. With `since`, only
+/// what changed up to then (later changes reached the socket live); without
+/// it, everything (after pushes may have been missed: a bus gap).
+pub(crate) async fn resync(
+    app: &AppState,
+    socket: &SocketRef,
+    ctx: &SocketCtx,
+    since: Option<Timestamp>,
+) {
+    let before = since.unwrap_or(Timestamp::MAX_UTC);
+    let services = &app.services;
     match services
         .calls
         .pending_invitation(&ctx.principal.user_id)
@@ -127,7 +142,7 @@ pub(super) async fn on_connect(state: SocketState, socket: SocketRef) {
     {
         // Newer ones were pushed to this socket live (it was already in its
         // user room); re-sending them would deliver them twice.
-        Ok(Some(call)) if call.created_at <= ctx.joined_at => {
+        Ok(Some(call)) if call.created_at <= before => {
             if let Err(e) = socket.emit("call_invitation", &call) {
                 tracing::debug!(error = %e, "invitation resync not sent");
             }
@@ -137,7 +152,7 @@ pub(super) async fn on_connect(state: SocketState, socket: SocketRef) {
     }
     let resync = services
         .chat
-        .resync_chat(&ctx.principal, ctx.joined_at, |status| {
+        .resync_chat(&ctx.principal, before, |status| {
             if let Err(e) = socket.emit("session:status", status) {
                 tracing::debug!(error = %e, "chat status resync not sent");
             }
@@ -154,17 +169,25 @@ pub(super) async fn on_connect(state: SocketState, socket: SocketRef) {
         {
             Ok(pending) => {
                 // Oldest first, as they arrived.
-                for session in pending
-                    .iter()
-                    .rev()
-                    .filter(|s| s.created_at <= ctx.joined_at)
-                {
+                for session in pending.iter().rev().filter(|s| s.created_at <= before) {
                     if let Err(e) = socket.emit("session:incoming", session) {
                         tracing::debug!(error = %e, "session resync not sent");
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "session resync failed"),
+        }
+    }
+}
+
+/// [`resync`] for every socket of this node, with nothing left out.
+pub async fn resync_everyone(io: &SocketIo, app: &AppState) {
+    let Some(root) = io.of("/") else {
+        return;
+    };
+    for socket in root.sockets() {
+        if let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() {
+            resync(app, &socket, &ctx, None).await;
         }
     }
 }

@@ -36,6 +36,7 @@ use node::SocketState;
 use crate::config::Config;
 use crate::state::AppState;
 
+pub use connect::resync_everyone;
 pub use dispatch::EVENTS;
 pub use local::LocalRooms;
 pub use outbox::{GUESTS_ROOM, LocalOutbox};

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use socketioxide::SocketIo;
 
 use super::rooms::{RoomKind, Rooms};
@@ -26,10 +27,8 @@ impl LocalOutbox {
     }
 }
 
-#[async_trait]
-impl Outbox for LocalOutbox {
-    async fn push(&self, to: Audience, push: Push) {
-        let event = push.event();
+impl LocalOutbox {
+    async fn deliver<T: Serialize + Sync + ?Sized>(&self, to: Audience, event: &str, push: &T) {
         let targets: Vec<String> = match to {
             Audience::Users(users) => users.iter().map(|u| u.room()).collect(),
             Audience::Guests => vec![GUESTS_ROOM.to_owned()],
@@ -37,7 +36,7 @@ impl Outbox for LocalOutbox {
                 if let Some(room) = self.rooms.get(RoomKind::Chat, chat.as_str()) {
                     let s = room.lock();
                     for peer in s.room.members().iter().flat_map(|m| &m.sockets) {
-                        send(&peer.socket, event, &push);
+                        send(&peer.socket, event, push);
                     }
                 }
                 return;
@@ -50,8 +49,19 @@ impl Outbox for LocalOutbox {
             tracing::debug!(event, "push skipped: the socket layer is closed");
             return;
         };
-        if let Err(e) = root.to(targets).emit(event, &push).await {
+        if let Err(e) = root.to(targets).emit(event, push).await {
             tracing::warn!(event, error = %e, "push not sent");
         }
+    }
+}
+
+#[async_trait]
+impl Outbox for LocalOutbox {
+    async fn push(&self, to: Audience, push: Push) {
+        self.deliver(to, push.event(), &push).await;
+    }
+
+    async fn push_json(&self, to: Audience, event: &str, body: serde_json::Value) {
+        self.deliver(to, event, &body).await;
     }
 }

@@ -26,7 +26,7 @@ pub(crate) fn send_raw(socket: &Sock, event: &'static str, body: &RawValue) {
     }
 }
 
-pub(crate) fn send<T: Serialize + ?Sized>(socket: &Sock, event: &'static str, body: &T) {
+pub(crate) fn send<T: Serialize + ?Sized>(socket: &Sock, event: &str, body: &T) {
     if let Err(e) = socket.emit(event, body) {
         tracing::debug!(sid = %socket.id, event, error = %e, "room event not delivered");
         if is_full(&e) {

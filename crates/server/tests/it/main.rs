@@ -13,6 +13,7 @@ mod demo;
 mod direct_calls;
 mod input_order;
 mod limits;
+mod nodes;
 mod rest;
 mod signaling;
 mod socket_auth;

@@ -65,6 +65,24 @@ impl TestApp {
         }
     }
 
+    /// A second node on the same database and settings, with its own port
+    /// and its own clock (the database is dropped with the first node).
+    pub async fn another_node(&self) -> Self {
+        let clock = ManualClock::following_wall();
+        let server =
+            consultd_server::start_with_clock(self.config.clone(), Arc::new(clock.clone()))
+                .await
+                .expect("second node starts");
+        Self {
+            clock,
+            addr: server.local_addr(),
+            server: Some(server),
+            http: reqwest::Client::new(),
+            config: self.config.clone(),
+            db: None,
+        }
+    }
+
     /// Stops the server and starts a new one on the same database (and a
     /// new port), as an operator's restart would.
     pub async fn restart(&mut self) {

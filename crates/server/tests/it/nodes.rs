@@ -1,0 +1,259 @@
+//! Two nodes on one PostgreSQL database (issue 17, CONTRACT §8): what one
+//! node commits reaches the sockets of the other, in commit order, once.
+//! PostgreSQL only (`TEST_DATABASE_URL`): without it there is one node, and
+//! these tests say so and return. Signaling rooms across nodes are not
+//! built yet, so nothing here joins a room.
+
+use std::time::Duration;
+
+use crate::common::*;
+use consultd_persistence::testing::TEST_DATABASE_URL;
+use serde_json::{Value, json};
+
+const QUIET: Duration = Duration::from_millis(400);
+
+/// Node A and node B, and a doctor with an online schedule (started on A).
+struct Pair {
+    a: TestApp,
+    b: TestApp,
+    doctor: String,
+    schedule: String,
+}
+
+async fn pair() -> Option<Pair> {
+    if std::env::var(TEST_DATABASE_URL).is_err() {
+        eprintln!("skipped: two nodes need PostgreSQL ({TEST_DATABASE_URL})");
+        return None;
+    }
+    let a = TestApp::spawn_with(|c| {
+        c.redis_url = Some("redis://127.0.0.1:6379".into());
+        // The ordering test makes a few hundred requests as one doctor.
+        c.rest_burst = 10_000;
+    })
+    .await;
+    let b = a.another_node().await;
+    let doctor = a.token("d1", "doctor");
+    let (status, body) = a
+        .post(
+            "/api/schedules",
+            &doctor,
+            json!({ "date": "2026-11-21", "startTime": "09:00", "endTime": "17:00" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let schedule = id_of(&body["data"]);
+    Some(Pair {
+        a,
+        b,
+        doctor,
+        schedule,
+    })
+}
+
+impl Pair {
+    async fn start_schedule(&self) {
+        let path = format!("/api/schedules/{}/start", self.schedule);
+        let (status, body) = self.a.post(&path, &self.doctor, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Joins the queue and marks ready through `node`; the entry id.
+    async fn ready(&self, node: &TestApp, token: &str) -> String {
+        let path = format!("/api/schedules/{}/join-queue", self.schedule);
+        let (status, body) = node.post(&path, token, json!({})).await;
+        assert_eq!(status, 201, "{body}");
+        let entry = id_of(&body["data"]);
+        let path = format!("/api/queue/{entry}/toggle-ready");
+        let (status, body) = node.post(&path, token, json!({ "isReady": true })).await;
+        assert_eq!(status, 200, "{body}");
+        entry
+    }
+
+    /// The doctor invites `patient` through node A; the call id.
+    async fn invite(&self, patient: &str) -> String {
+        let path = format!("/api/schedules/{}/start-call", self.schedule);
+        let (status, body) = self
+            .a
+            .post(&path, &self.doctor, json!({ "patientId": patient }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        id_of(&body["data"])
+    }
+
+    async fn stop(self) {
+        self.b.stop().await;
+        self.a.stop().await;
+    }
+}
+
+async fn call_post(node: &TestApp, call: &str, action: &str, token: &str) -> (u16, Value) {
+    node.post(
+        &format!("/api/call-sessions/{call}/{action}"),
+        token,
+        json!({}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_queue_flow_crosses_nodes_once() {
+    let Some(p) = pair().await else {
+        return;
+    };
+    let mut doctor = p.a.connect(&p.doctor).await;
+    let patient_token = p.b.token("p1", "patient");
+    let mut patient = p.b.connect(&patient_token).await;
+    let mut other_guest = p.a.connect(&p.a.token("p2", "patient")).await;
+
+    // `doctor_online` reaches guests on both nodes, once each.
+    p.start_schedule().await;
+    for guest in [&mut patient, &mut other_guest] {
+        let online = guest.expect_event("doctor_online").await;
+        assert_eq!(online[0]["scheduleId"], p.schedule.as_str());
+        guest.expect_no_event("doctor_online", QUIET).await;
+    }
+
+    // Join and ready on B: the doctor on A hears the queue.
+    let entry = p.ready(&p.b, &patient_token).await;
+    let mut last = Value::Null;
+    while last["queue"][0]["status"] != "READY" {
+        last = doctor.expect_event("queue_updated").await[0].clone();
+    }
+    assert_eq!(last["queue"][0]["id"], entry.as_str());
+
+    // Start on A: exactly one invitation on B.
+    let call = p.invite("p1").await;
+    let invitation = patient.expect_event("call_invitation").await;
+    assert_eq!(invitation[0]["id"], call.as_str());
+    patient.expect_no_event("call_invitation", QUIET).await;
+
+    // Confirm on B: both hear it.
+    let (status, body) = call_post(&p.b, &call, "confirm", &patient_token).await;
+    assert_eq!(status, 200, "{body}");
+    for client in [&mut doctor, &mut patient] {
+        let confirmed = client.expect_event("call_confirmed").await;
+        assert_eq!(confirmed[0]["id"], call.as_str());
+    }
+
+    // End on A: the patient on B is told; the call is over on both nodes.
+    let (status, body) = call_post(&p.a, &call, "end", &p.doctor).await;
+    assert_eq!(status, 200, "{body}");
+    patient.expect_event("call_ended").await;
+    let (status, _) = call_post(&p.b, &call, "activate", &patient_token).await;
+    assert_eq!(status, 409);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn pushes_keep_commit_order_across_nodes() {
+    let Some(p) = pair().await else {
+        return;
+    };
+    p.start_schedule().await;
+    let patient_token = p.b.token("p1", "patient");
+    let mut doctor = p.a.connect(&p.doctor).await;
+    let mut patient = p.b.connect(&patient_token).await;
+    let entry = p.ready(&p.b, &patient_token).await;
+    const ROUNDS: usize = 25;
+    for round in 0..ROUNDS {
+        let call = p.invite("p1").await;
+        // Confirm on B, and on A right after it.
+        let (status, body) = call_post(&p.b, &call, "confirm", &patient_token).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        let (status, body) = call_post(&p.a, &call, "activate", &p.doctor).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        let (status, body) = call_post(&p.a, &call, "end", &p.doctor).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        let path = format!("/api/queue/{entry}/reset");
+        let (status, body) = p.a.post(&path, &p.doctor, json!({})).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        let path = format!("/api/queue/{entry}/toggle-ready");
+        let (status, body) =
+            p.b.post(&path, &patient_token, json!({ "isReady": true }))
+                .await;
+        assert_eq!(status, 200, "round {round}: {body}");
+    }
+    let (status, queue) =
+        p.a.get(&format!("/api/schedules/{}/queue", p.schedule), &p.doctor)
+            .await;
+    assert_eq!(status, 200, "{queue}");
+
+    for (who, client) in [("doctor", &mut doctor), ("patient", &mut patient)] {
+        let mut order: Vec<(String, String)> = Vec::new();
+        let mut last_queue = Value::Null;
+        for (event, args) in client.drain(Duration::from_secs(3)).await {
+            match event.as_str() {
+                "call_confirmed" | "call_activated" | "call_ended" => {
+                    order.push((id_of(&args[0]), event));
+                }
+                "queue_updated" => last_queue = args[0].clone(),
+                _ => {}
+            }
+        }
+        assert_eq!(order.len(), 3 * ROUNDS, "{who}: {order:?}");
+        for moves in order.chunks(3) {
+            let events: Vec<&str> = moves.iter().map(|(_, e)| e.as_str()).collect();
+            assert_eq!(
+                events,
+                ["call_confirmed", "call_activated", "call_ended"],
+                "{who}"
+            );
+            assert!(moves.iter().all(|(id, _)| *id == moves[0].0), "{who}");
+        }
+        if who == "doctor" {
+            assert_eq!(
+                last_queue["queue"], queue["data"],
+                "the last queue_updated is stale"
+            );
+        }
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn with_both_timers_running_an_invitation_expires_once() {
+    let Some(p) = pair().await else {
+        return;
+    };
+    p.start_schedule().await;
+    let patient_token = p.b.token("p1", "patient");
+    let mut doctor = p.a.connect(&p.doctor).await;
+    let mut patient = p.b.connect(&patient_token).await;
+    p.ready(&p.b, &patient_token).await;
+    let call = p.invite("p1").await;
+    patient.expect_event("call_invitation").await;
+
+    // Both nodes' clocks pass the deadline: both timers fire.
+    p.a.advance(Duration::from_secs(61));
+    p.b.advance(Duration::from_secs(61));
+    for client in [&mut doctor, &mut patient] {
+        let expired = client.expect_event("call_expired").await;
+        assert_eq!(expired[0]["id"], call.as_str());
+        client.expect_no_event("call_expired", QUIET).await;
+    }
+    let expiries = p.a.audit_actions(&call).await;
+    assert_eq!(
+        expiries.iter().filter(|a| a.ends_with("expire")).count(),
+        1,
+        "{expiries:?}"
+    );
+    let (status, _) = call_post(&p.b, &call, "confirm", &patient_token).await;
+    assert_eq!(status, 410);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn an_offline_invitee_who_connects_to_the_other_node_is_invited_once() {
+    let Some(p) = pair().await else {
+        return;
+    };
+    p.start_schedule().await;
+    let patient_token = p.b.token("p1", "patient");
+    p.ready(&p.b, &patient_token).await;
+    let call = p.invite("p1").await;
+    let mut patient = p.b.connect(&patient_token).await;
+    let invitation = patient.expect_event("call_invitation").await;
+    assert_eq!(invitation[0]["id"], call.as_str());
+    patient.expect_no_event("call_invitation", QUIET).await;
+    p.stop().await;
+}
