@@ -21,7 +21,7 @@ fn consultd(data_dir: &Path) -> Command {
     cmd
 }
 
-fn temp_dir() -> PathBuf {
+pub(crate) fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("consultd-bin-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -62,7 +62,7 @@ async fn wait_healthy(port: u16, child: &mut Child) {
 
 /// Starts `consultd` on a free port with `env`, its output in `<dir>/<log>`,
 /// and waits until it is healthy.
-async fn serve(dir: &Path, log: &str, env: &[(&str, &str)]) -> (Child, u16, PathBuf) {
+pub(crate) async fn serve(dir: &Path, log: &str, env: &[(&str, &str)]) -> (Child, u16, PathBuf) {
     let port = free_port();
     let log_path = dir.join(log);
     let file = std::fs::File::create(&log_path).unwrap();

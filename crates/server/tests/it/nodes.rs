@@ -257,3 +257,79 @@ async fn an_offline_invitee_who_connects_to_the_other_node_is_invited_once() {
     patient.expect_no_event("call_invitation", QUIET).await;
     p.stop().await;
 }
+
+#[tokio::test]
+async fn an_invitation_from_a_killed_node_still_expires_on_time() {
+    let Some(p) = pair().await else {
+        return;
+    };
+    // Node B is a real process, SIGKILLed below; node A serves the patient.
+    let dir = crate::binary::temp_dir();
+    let db_url = p.a.config.database_url.clone().unwrap();
+    let (mut b, port, log) = crate::binary::serve(
+        &dir,
+        "b.log",
+        &[
+            ("DATABASE_URL", db_url.as_str()),
+            ("JWT_SECRET", SECRET),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("INVITE_TTL_SECS", "2"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let post = |path: String, token: String, body: Value| {
+        let http = http.clone();
+        async move {
+            let res = http
+                .post(format!("http://127.0.0.1:{port}{path}"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let patient_token = p.a.token("p1", "patient");
+    let mut patient = p.a.connect(&patient_token).await;
+    let (status, body) = post(
+        format!("/api/schedules/{}/start", p.schedule),
+        p.doctor.clone(),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    p.ready(&p.a, &patient_token).await;
+    let (status, body) = post(
+        format!("/api/schedules/{}/start-call", p.schedule),
+        p.doctor.clone(),
+        json!({ "patientId": "p1" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let invited_at = std::time::Instant::now();
+    let call = id_of(&body["data"]);
+    patient.expect_event("call_invitation").await;
+
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let expired = patient.expect_event("call_expired").await;
+    assert_eq!(expired[0]["id"], call.as_str());
+    let took = invited_at.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "expired after {took:?} (TTL 2 s)"
+    );
+    assert_eq!(
+        p.a.audit_actions(&call)
+            .await
+            .iter()
+            .filter(|a| a.ends_with("expire"))
+            .count(),
+        1
+    );
+    drop(log);
+    std::fs::remove_dir_all(dir).ok();
+    p.stop().await;
+}
