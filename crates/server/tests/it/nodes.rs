@@ -86,6 +86,12 @@ impl Pair {
     }
 }
 
+/// How many expiries of `call` the audit log holds.
+async fn expiries(node: &TestApp, call: &str) -> usize {
+    let actions = node.audit_actions(call).await;
+    actions.iter().filter(|a| a.ends_with("expire")).count()
+}
+
 async fn call_post(node: &TestApp, call: &str, action: &str, token: &str) -> (u16, Value) {
     node.post(
         &format!("/api/call-sessions/{call}/{action}"),
@@ -231,12 +237,7 @@ async fn with_both_timers_running_an_invitation_expires_once() {
         assert_eq!(expired[0]["id"], call.as_str());
         client.expect_no_event("call_expired", QUIET).await;
     }
-    let expiries = p.a.audit_actions(&call).await;
-    assert_eq!(
-        expiries.iter().filter(|a| a.ends_with("expire")).count(),
-        1,
-        "{expiries:?}"
-    );
+    assert_eq!(expiries(&p.a, &call).await, 1);
     let (status, _) = call_post(&p.b, &call, "confirm", &patient_token).await;
     assert_eq!(status, 410);
     p.stop().await;
@@ -321,14 +322,7 @@ async fn an_invitation_from_a_killed_node_still_expires_on_time() {
         took < Duration::from_secs(4),
         "expired after {took:?} (TTL 2 s)"
     );
-    assert_eq!(
-        p.a.audit_actions(&call)
-            .await
-            .iter()
-            .filter(|a| a.ends_with("expire"))
-            .count(),
-        1
-    );
+    assert_eq!(expiries(&p.a, &call).await, 1);
     drop(log);
     std::fs::remove_dir_all(dir).ok();
     p.stop().await;
