@@ -10,12 +10,64 @@
 //! typing are still per node (issue 17's Redis part).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use consultd_persistence::bus::{Bus, Heard, Listener, RETRY};
 
-use crate::service::outbox::{Outbox, RoomControl, Wire};
-use crate::telemetry::{BUS_GAPS, BUS_MESSAGES};
+use crate::service::outbox::{Envelope, Outbox, RoomControl, Wire};
+use crate::telemetry::{BUS_GAPS, BUS_LAG, BUS_MESSAGES};
 use crate::timers::Timer;
+
+/// Behind by more than this, a node is not ready: what it delivers is
+/// that old.
+const MAX_LAG_MS: u64 = 5_000;
+
+/// The wall clock in Unix milliseconds (the lag compares nodes' clocks,
+/// so it is only as exact as their clock sync).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How this node's bus listener is doing, for `/readyz`.
+#[derive(Debug)]
+pub struct BusHealth {
+    listening: AtomicBool,
+    lag_ms: AtomicU64,
+}
+
+impl Default for BusHealth {
+    fn default() -> Self {
+        Self {
+            listening: AtomicBool::new(true),
+            lag_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl BusHealth {
+    /// Ready unless the listener is reconnecting or far behind.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.listening.load(Ordering::Relaxed) {
+            return Err("the bus listener is reconnecting".into());
+        }
+        let lag = self.lag_ms.load(Ordering::Relaxed);
+        if lag > MAX_LAG_MS {
+            return Err(format!("the bus is {lag} ms behind"));
+        }
+        Ok(())
+    }
+
+    fn heard(&self, sent_at_ms: u64) {
+        let lag = unix_ms().saturating_sub(sent_at_ms);
+        self.lag_ms.store(lag, Ordering::Relaxed);
+        self.listening.store(true, Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)] // milliseconds, far below 2^52
+        metrics::gauge!(BUS_LAG).set(lag as f64 / 1000.0);
+    }
+}
 
 /// Where a node delivers what it hears.
 pub struct Delivery {
@@ -27,8 +79,13 @@ pub struct Delivery {
 /// Hears the bus until aborted. `on_gap` runs after the listening
 /// connection was lost and came back: whatever was committed meanwhile
 /// was not heard, so the node re-sends what its users must know.
-pub async fn listen<G, F>(mut listener: Listener, bus: Bus, to: Delivery, on_gap: G)
-where
+pub async fn listen<G, F>(
+    mut listener: Listener,
+    bus: Bus,
+    to: Delivery,
+    health: Arc<BusHealth>,
+    on_gap: G,
+) where
     G: Fn() -> F + Send,
     F: Future<Output = ()> + Send,
 {
@@ -36,9 +93,10 @@ where
         match listener.next().await {
             Ok(Heard::Message(text)) => {
                 metrics::counter!(BUS_MESSAGES).increment(1);
-                deliver(&to, &text).await;
+                deliver(&to, &health, &text).await;
             }
             Ok(Heard::Gap) => {
+                health.listening.store(true, Ordering::Relaxed);
                 metrics::counter!(BUS_GAPS).increment(1);
                 tracing::warn!(
                     channel = bus.channel(),
@@ -47,6 +105,7 @@ where
                 on_gap().await;
             }
             Err(e) => {
+                health.listening.store(false, Ordering::Relaxed);
                 tracing::warn!(channel = bus.channel(), error = %e, "bus listener failed; retrying");
                 tokio::time::sleep(RETRY).await;
             }
@@ -54,8 +113,11 @@ where
     }
 }
 
-async fn deliver(to: &Delivery, text: &str) {
-    let notices: Vec<Wire> = match serde_json::from_str(text) {
+async fn deliver(to: &Delivery, health: &BusHealth, text: &str) {
+    let Envelope {
+        sent_at_ms,
+        notices,
+    } = match serde_json::from_str(text) {
         Ok(n) => n,
         Err(e) => {
             // Written by a node of another version, or not by consultd.
@@ -63,6 +125,7 @@ async fn deliver(to: &Delivery, text: &str) {
             return;
         }
     };
+    health.heard(sent_at_ms);
     for notice in notices {
         match notice {
             Wire::Push {
@@ -74,5 +137,23 @@ async fn deliver(to: &Delivery, text: &str) {
             Wire::ChatEnded(chat) => to.rooms.chat_ended(&chat),
             Wire::Deadline(at, what) => to.timer.at(at, what),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_unless_reconnecting_or_far_behind() {
+        let health = BusHealth::default();
+        assert_eq!(health.ready(), Ok(()));
+        health.heard(unix_ms() - 100);
+        assert_eq!(health.ready(), Ok(()));
+        health.heard(unix_ms() - 60_000);
+        assert!(health.ready().unwrap_err().contains("behind"));
+        health.heard(unix_ms());
+        health.listening.store(false, Ordering::Relaxed);
+        assert!(health.ready().unwrap_err().contains("reconnecting"));
     }
 }

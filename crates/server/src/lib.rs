@@ -263,6 +263,9 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         presence: presence.clone(),
         limits,
         in_flight: Arc::default(),
+        bus: bus
+            .as_ref()
+            .map(|_| Arc::new(cluster::BusHealth::default())),
     };
     socket::register(&io, state.clone(), hub.clone());
     // Reload before listening, so nothing due is missed.
@@ -295,8 +298,9 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
                 let (io, app) = (io.clone(), app.clone());
                 async move { socket::resync_everyone(&io, &app).await }
             };
+            let health = state.bus.clone().unwrap_or_default();
             tasks.push(tokio::spawn(cluster::listen(
-                listener, bus, delivery, on_gap,
+                listener, bus, delivery, health, on_gap,
             )));
         }
     }

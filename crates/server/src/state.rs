@@ -11,6 +11,7 @@ use consultd_domain::UserId;
 
 use crate::auth::Authenticator;
 use crate::clock::SharedClock;
+use crate::cluster::BusHealth;
 use crate::config::Config;
 use crate::limits::{KeyedLimiter, Networks};
 use crate::presence::Presence;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// REST requests being handled now, for the graceful stop.
     pub in_flight: Arc<InFlight>,
+    /// Several nodes: how this node's bus listener is doing.
+    pub bus: Option<Arc<BusHealth>>,
 }
 
 /// Per-client limits (CONTRACT §2: one abusive client never disturbs another).

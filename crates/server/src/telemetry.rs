@@ -22,6 +22,7 @@ pub const CHAT_TRANSITIONS: &str = "consultd_chat_transitions_total";
 pub const CHAT_MESSAGES: &str = "consultd_chat_messages_total";
 pub const BUS_MESSAGES: &str = "consultd_bus_messages_total";
 pub const BUS_GAPS: &str = "consultd_bus_gaps_total";
+pub const BUS_LAG: &str = "consultd_bus_lag_seconds";
 
 /// Installs the log subscriber. A second call (tests start several servers
 /// in one process) keeps the first subscriber.
@@ -102,6 +103,10 @@ fn describe() {
     metrics::describe_counter!(
         BUS_MESSAGES,
         "Bus messages heard from the nodes (this one included), with several nodes"
+    );
+    metrics::describe_gauge!(
+        BUS_LAG,
+        "How old the last bus message was when this node heard it (commit to delivery)"
     );
     metrics::describe_counter!(
         BUS_GAPS,

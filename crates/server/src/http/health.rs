@@ -13,10 +13,17 @@ pub(super) async fn healthz() -> Ok200<Value> {
     Ok200(json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers within two seconds.
+/// Readiness: the database answers within two seconds and, with several
+/// nodes, the bus listener is connected and not far behind.
 pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Value> {
     match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => Ok(Ok200(json!({ "status": "ready" }))),
+        Ok(Ok(())) => {
+            if let Some(Err(why)) = state.bus.as_ref().map(|b| b.ready()) {
+                tracing::warn!(why, "not ready");
+                return Err(ApiError::Unavailable(why));
+            }
+            Ok(Ok200(json!({ "status": "ready" })))
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::Unavailable("the database is unreachable".into()))

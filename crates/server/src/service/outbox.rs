@@ -174,8 +174,9 @@ impl Notices {
         self.0
     }
 
-    /// The notices as they travel between nodes (see [`Wire`]).
-    pub fn to_wire(&self) -> Result<String, serde_json::Error> {
+    /// The notices as they travel between nodes (see [`Envelope`]), sent at
+    /// `sent_at_ms` (Unix milliseconds, wall clock: for the bus's lag).
+    pub fn to_wire(&self, sent_at_ms: u64) -> Result<String, serde_json::Error> {
         let wire: Vec<Wire> = self
             .0
             .iter()
@@ -192,8 +193,19 @@ impl Notices {
                 })
             })
             .collect::<Result<_, serde_json::Error>>()?;
-        serde_json::to_string(&wire)
+        serde_json::to_string(&Envelope {
+            sent_at_ms,
+            notices: wire,
+        })
     }
+}
+
+/// One commit's notices on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    pub sent_at_ms: u64,
+    pub notices: Vec<Wire>,
 }
 
 /// A notice between nodes: a push travels as its event name and payload,

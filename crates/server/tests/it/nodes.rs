@@ -147,6 +147,19 @@ async fn the_queue_flow_crosses_nodes_once() {
     patient.expect_event("call_ended").await;
     let (status, _) = call_post(&p.b, &call, "activate", &patient_token).await;
     assert_eq!(status, 409);
+
+    // Both nodes heard the bus, and say so.
+    for node in [&p.a, &p.b] {
+        let (status, body) = node.get("/readyz", "").await;
+        assert_eq!(status, 200, "{body}");
+        let metrics = node.get_as("/metrics", "").await.text().await.unwrap();
+        let heard = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("consultd_bus_messages_total "))
+            .and_then(|n| n.trim().parse::<f64>().ok());
+        assert!(heard.is_some_and(|n| n >= 5.0), "{heard:?}");
+        assert!(metrics.contains("consultd_bus_lag_seconds "), "{metrics}");
+    }
     p.stop().await;
 }
 
