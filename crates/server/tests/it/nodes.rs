@@ -340,3 +340,66 @@ async fn an_invitation_from_a_killed_node_still_expires_on_time() {
     std::fs::remove_dir_all(dir).ok();
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_direct_call_crosses_nodes() {
+    let Some(p) = pair().await else {
+        return;
+    };
+    // Patient calls through B; the doctor is connected to A.
+    let mut doctor = p.a.connect(&p.doctor).await;
+    let patient_token = p.b.token("p1", "patient");
+    let mut patient = p.b.connect(&patient_token).await;
+    let (status, body) =
+        p.b.post(
+            "/api/call-sessions/start",
+            &patient_token,
+            json!({ "appointment_id": "direct-1", "doctor_id": "d1" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let call = body["data"]["call_session_id"].as_str().unwrap().to_owned();
+    let invitation = doctor.expect_event("call_invitation").await;
+    assert_eq!(invitation[0]["call_session_id"], call.as_str());
+    doctor.expect_no_event("call_invitation", QUIET).await;
+
+    let (status, body) = call_post(&p.a, &call, "confirm", &p.doctor).await;
+    assert_eq!(status, 200, "{body}");
+    for client in [&mut doctor, &mut patient] {
+        client.expect_event("call_confirmed").await;
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_tutoring_request_crosses_nodes() {
+    let Some(p) = pair().await else {
+        return;
+    };
+    let teacher_token = p.a.token("t1", "teacher");
+    let learner_token = p.b.token("l1", "learner");
+    let mut teacher = p.a.connect(&teacher_token).await;
+    let mut learner = p.b.connect(&learner_token).await;
+    let (status, body) =
+        p.b.post(
+            "/api/sessions",
+            &learner_token,
+            json!({ "host_id": "t1", "skill_name": "Piano" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let row = body["data"].clone();
+    assert_eq!(teacher.expect_event("session:incoming").await[0], row);
+    teacher.expect_no_event("session:incoming", QUIET).await;
+
+    let path = format!("/api/sessions/{}/accept", id_of(&row));
+    let (status, body) = p.a.post(&path, &teacher_token, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let accepted = body["data"].clone();
+    assert_eq!(learner.expect_event("session:accepted").await[0], accepted);
+    for side in [&mut teacher, &mut learner] {
+        assert_eq!(side.expect_event("session:updated").await[0], accepted);
+    }
+    teacher.expect_no_event("session:accepted", QUIET).await;
+    p.stop().await;
+}
