@@ -150,6 +150,15 @@ impl Clock for ManualClock {
     }
 }
 
+/// The real wall clock in Unix milliseconds, whatever [`Clock`] is in use:
+/// the bus's lag compares nodes' clocks, so it is only as exact as their
+/// clock sync.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use consultd_persistence::bus::{Bus, Heard, Listener, RETRY};
 
+use crate::clock::unix_ms;
 use crate::service::outbox::{Envelope, Outbox, RoomControl, Wire};
 use crate::telemetry::{BUS_GAPS, BUS_LAG, BUS_MESSAGES};
 use crate::timers::Timer;
@@ -22,14 +22,6 @@ use crate::timers::Timer;
 /// Behind by more than this, a node is not ready: what it delivers is
 /// that old.
 const MAX_LAG_MS: u64 = 5_000;
-
-/// The wall clock in Unix milliseconds (the lag compares nodes' clocks,
-/// so it is only as exact as their clock sync).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// How this node's bus listener is doing, for `/readyz`.
 #[derive(Debug)]

@@ -69,7 +69,7 @@ impl Context {
             // PostgreSQL delivers notifications in commit order, to every
             // node: no lock of ours is needed for that order.
             if !notices.is_empty() {
-                let wire = notices.to_wire(crate::cluster::unix_ms()).map_err(|e| {
+                let wire = notices.to_wire(crate::clock::unix_ms()).map_err(|e| {
                     tracing::error!(error = %e, "notices not encodable");
                     ApiError::Internal
                 })?;
