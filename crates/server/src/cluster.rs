@@ -4,10 +4,10 @@
 //! The node that committed hears its own notices the same way, so all
 //! nodes deliver one order.
 //!
-//! What is shared so far: pushes (invitations, call and session moves, the
+//! What crosses here: pushes (invitations, call and session moves, the
 //! queue, doctor presence, chat status and messages), room closes and chat
-//! ends, and deadlines. Signaling rooms, their replay and presence, and chat
-//! typing are still per node (issue 17's Redis part).
+//! ends, and deadlines. Rooms themselves (members, replay, room presence,
+//! typing) are shared in Redis (`socket::SharedRooms`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -125,7 +125,7 @@ pub struct Config {
     /// Where the default SQLite database and the generated JWT secret live.
     #[arg(long, env = "CONSULTD_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
     pub data_dir: PathBuf,
-    /// Redis, for several nodes on one PostgreSQL database (refused with SQLite; relaying between nodes is not built yet).
+    /// Redis, for several nodes on one PostgreSQL database: their signaling and chat rooms live there (refused with SQLite).
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
     /// HS256 shared secret. Unset: a random one is generated once and kept in the data directory (0600).

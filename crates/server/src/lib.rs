@@ -45,7 +45,7 @@ use crate::limits::{KeyedLimiter, Networks};
 use crate::presence::Presence;
 use crate::serve::Serving;
 use crate::service::{CallService, Context, Services, Settings};
-use crate::socket::{LocalOutbox, LocalRooms};
+use crate::socket::{LocalOutbox, LocalRooms, SharedRooms};
 use crate::state::{AppState, Limits};
 use crate::timers::Timer;
 
@@ -195,9 +195,9 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         // Said aloud, so that nobody runs two nodes believing that
         // everything crosses between them already.
         tracing::warn!(
-            "REDIS_URL is set: pushes, room closes and deadlines reach every node (over \
-             PostgreSQL), but signaling rooms, their presence and chat typing are still per node, \
-             and the abandoned-call sweep is off"
+            "REDIS_URL is set: several nodes share pushes and deadlines (over PostgreSQL) and \
+             rooms (in Redis), but each node counts its own sockets per user, and the \
+             abandoned-call sweep is off"
         );
     }
     let auth = Arc::new(authenticator(&config)?);
@@ -238,7 +238,19 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let rooms = Arc::new(socket::Rooms::new(config.replay_limits()));
     let presence = Arc::new(Presence::new(clock.clone()));
     let outbox = Arc::new(LocalOutbox::new(io.clone(), rooms.clone()));
-    let hub = Arc::new(LocalRooms::new(rooms.clone()));
+    // Several nodes share their rooms in Redis; one node keeps them here.
+    let shared = match (&bus, config.redis()) {
+        (Some((bus, _)), Some(url)) => Some(
+            SharedRooms::connect(url, bus.channel(), rooms.clone(), config.replay_limits())
+                .await
+                .map_err(StartError::Config)?,
+        ),
+        _ => None,
+    };
+    let hub: Arc<dyn socket::RoomHub> = match &shared {
+        Some((hub, _)) => hub.clone(),
+        None => Arc::new(LocalRooms::new(rooms.clone())),
+    };
     let ctx = Context::new(
         db.clone(),
         outbox.clone(),
@@ -266,6 +278,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         bus: bus
             .as_ref()
             .map(|_| Arc::new(cluster::BusHealth::default())),
+        redis: shared.as_ref().map(|(hub, _)| hub.health()),
     };
     socket::register(&io, state.clone(), hub.clone());
     // Reload before listening, so nothing due is missed.
@@ -277,6 +290,9 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         deadlines,
         clock.clone(),
     ))];
+    if let Some((hub, redis)) = shared {
+        tasks.push(tokio::spawn(hub.run(redis)));
+    }
     match bus {
         None => tasks.push(tokio::spawn(sweep_abandoned(
             calls,

@@ -35,6 +35,8 @@ pub struct AppState {
     pub in_flight: Arc<InFlight>,
     /// Several nodes: how this node's bus listener is doing.
     pub bus: Option<Arc<BusHealth>>,
+    /// Several nodes: whether Redis (the shared rooms) answers.
+    pub redis: Option<Arc<crate::socket::RedisHealth>>,
 }
 
 /// Per-client limits (CONTRACT §2: one abusive client never disturbs another).

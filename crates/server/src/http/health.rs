@@ -14,11 +14,14 @@ pub(super) async fn healthz() -> Ok200<Value> {
 }
 
 /// Readiness: the database answers within two seconds and, with several
-/// nodes, the bus listener is connected and not far behind.
+/// nodes, the bus listener is connected and not far behind, and Redis
+/// answers.
 pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Value> {
     match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => {
-            if let Some(Err(why)) = state.bus.as_ref().map(|b| b.ready()) {
+            let bus = state.bus.as_ref().map(|b| b.ready());
+            let redis = state.redis.as_ref().map(|r| r.ready());
+            if let Some(Err(why)) = bus.filter(Result::is_err).or(redis) {
                 tracing::warn!(why, "not ready");
                 return Err(ApiError::Unavailable(why));
             }

@@ -235,9 +235,10 @@ fn handle_inline(ctx: &SocketCtx, state: &SocketState, event: Incoming, reply: R
     count(&event.name);
     let wants_ack = reply.wants_ack;
     let hub = &*state.hub;
+    let mut slot = Some(reply);
     let result = match event.route {
         Some(Route::Signal(SignalEvent::Relay { signal, legacy })) => {
-            signal::relay(hub, ctx, signal, legacy, &event.payload).map(Some)
+            signal::relay(hub, ctx, signal, legacy, &event.payload, &mut slot)
         }
         Some(Route::Signal(SignalEvent::Leave)) => {
             signal::leave(hub, ctx, &event.payload).map(Some)
@@ -247,6 +248,10 @@ fn handle_inline(ctx: &SocketCtx, state: &SocketState, event: Incoming, reply: R
         Some(Route::Identify) => identify(ctx).map(Some),
         Some(Route::Signal(SignalEvent::Join { .. }) | Route::Chat(_)) => unreachable_slow(),
         None => unknown(&event.name, wants_ack),
+    };
+    // Taken by a hub that answers once the relay is stored.
+    let Some(reply) = slot else {
+        return;
     };
     match result {
         Ok(Some(ok)) if wants_ack => reply.ok(ok),

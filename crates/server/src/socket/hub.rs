@@ -92,7 +92,8 @@ pub(crate) trait RoomHub: RoomControl {
 
     /// Relays a signal to the room's other members (or only `to`), and
     /// keeps it for late joiners. `body` already carries `from` and
-    /// `fromSocketId`.
+    /// `fromSocketId`. A hub that answers later (once the step is stored
+    /// elsewhere) takes `reply`; otherwise the caller acks.
     fn relay(
         &self,
         ctx: &SocketCtx,
@@ -100,6 +101,7 @@ pub(crate) trait RoomHub: RoomControl {
         signal: Signal,
         to: Option<&UserId>,
         body: Arc<RawValue>,
+        reply: &mut Option<Reply>,
     ) -> Result<(), ApiError>;
 
     /// Tells everyone else in chat room `chat` what `from` did.

@@ -108,6 +108,7 @@ impl RoomHub for LocalRooms {
         signal: Signal,
         to: Option<&UserId>,
         body: Arc<RawValue>,
+        _reply: &mut Option<Reply>,
     ) -> Result<(), ApiError> {
         let room = ctx
             .joined_room(RoomKind::Call, alias)

@@ -22,6 +22,7 @@ mod payload;
 mod reply;
 pub(crate) mod rooms;
 mod send;
+mod shared_rooms;
 mod signal;
 
 use socketioxide::SocketIo;
@@ -38,9 +39,11 @@ use crate::state::AppState;
 
 pub use connect::resync_everyone;
 pub use dispatch::EVENTS;
+pub(crate) use hub::RoomHub;
 pub use local::LocalRooms;
 pub use outbox::{GUESTS_ROOM, LocalOutbox};
 pub use rooms::Rooms;
+pub use shared_rooms::{RedisHealth, STALE_MS, SharedRooms};
 
 /// Builds the Socket.IO layer for axum and the handle used to emit and to close.
 pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {
@@ -54,7 +57,7 @@ pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {
 }
 
 /// Installs the root namespace: authentication and wiring before CONNECT.
-pub fn register(io: &SocketIo, app: AppState, hub: Arc<LocalRooms>) {
+pub(crate) fn register(io: &SocketIo, app: AppState, hub: Arc<dyn RoomHub>) {
     let state = SocketState { app, hub };
     let on_connect = {
         let state = state.clone();

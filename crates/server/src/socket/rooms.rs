@@ -89,6 +89,9 @@ pub(crate) struct RoomState {
     pub(crate) ended: bool,
     /// Joins between `enter` and `exit`.
     entering: usize,
+    /// Several nodes: everyone in the room on every node (`presence:sync`'s
+    /// `users`), as the room stream last said.
+    pub(crate) everyone: serde_json::Map<String, serde_json::Value>,
 }
 
 impl RoomState {
@@ -149,6 +152,7 @@ impl Rooms {
                     verified: false,
                     ended: false,
                     entering: 0,
+                    everyone: serde_json::Map::new(),
                 }),
             })
         });
@@ -191,6 +195,11 @@ impl Rooms {
             .map(|p| p.socket.clone())
             .collect();
         Some((room, sockets))
+    }
+
+    /// Every room held now.
+    pub(crate) fn all(&self) -> Vec<Arc<SignalRoom>> {
+        self.map.iter().map(|r| r.value().clone()).collect()
     }
 
     /// Signaling rooms held now (for metrics and tests).

@@ -144,13 +144,15 @@ impl Serialize for Forward<'_> {
 // ---- relay -----------------------------------------------------------------
 
 /// `webrtc:offer` / `answer` / `ice_candidate` (and their legacy names).
+/// `None`: the hub took `reply` and answers itself.
 pub(crate) fn relay(
     hub: &dyn RoomHub,
     ctx: &SocketCtx,
     signal: Signal,
     legacy: bool,
     payload: &RawValue,
-) -> Result<Json, ApiError> {
+    reply: &mut Option<Reply>,
+) -> Result<Option<Json>, ApiError> {
     let fields = RawObject::parse(payload)?;
     let alias = fields.room_id(legacy)?;
     let to = fields.to()?;
@@ -161,8 +163,8 @@ pub(crate) fn relay(
     })
     .map_err(|_| ApiError::bad_request("the payload could not be forwarded"))?
     .into();
-    hub.relay(ctx, &alias, signal, to.as_ref(), body)?;
-    Ok(json!({ "ok": true }))
+    hub.relay(ctx, &alias, signal, to.as_ref(), body, reply)?;
+    Ok(reply.is_some().then(|| json!({ "ok": true })))
 }
 
 // ---- join ------------------------------------------------------------------

@@ -14,6 +14,7 @@ mod direct_calls;
 mod input_order;
 mod limits;
 mod nodes;
+mod nodes_rooms;
 mod rest;
 mod signaling;
 mod socket_auth;
