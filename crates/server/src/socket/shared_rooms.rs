@@ -68,13 +68,28 @@ fn unreachable_redis() -> ApiError {
     ApiError::Unavailable("the room service (Redis) is unreachable; retry".into())
 }
 
-/// Whether Redis answers, for the handlers and `/readyz`.
-#[derive(Debug, Default)]
+/// Whether Redis answers, for the handlers and `/readyz`, and which of its
+/// key spaces this node's rooms use.
+#[derive(Debug)]
 pub struct RedisHealth {
     down: AtomicBool,
+    prefix: String,
 }
 
 impl RedisHealth {
+    fn new(prefix: &str) -> Self {
+        Self {
+            down: AtomicBool::new(false),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Every key of the shared rooms starts with this and a colon: the
+    /// nodes of one database share it (it is the bus channel's name).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn ready(&self) -> Result<(), String> {
         if self.down.load(Ordering::Relaxed) {
             Err("Redis is unreachable".into())
@@ -193,7 +208,7 @@ impl SharedRooms {
             limits,
             writer: tx,
             parked: DashMap::new(),
-            health: Arc::new(RedisHealth::default()),
+            health: Arc::new(RedisHealth::new(prefix)),
         });
         let tasks = SharedRoomTasks {
             writer: rx,

@@ -364,3 +364,216 @@ async fn a_killed_node_is_reaped_and_its_patient_rejoins_elsewhere() {
     std::fs::remove_dir_all(dir).ok();
     a.stop().await;
 }
+
+/// A TCP proxy in front of the real Redis, so that a test can cut a node's
+/// Redis connections (as `CLIENT KILL` does) or refuse them (Redis down)
+/// without touching the Redis that other tests share.
+struct RedisProxy {
+    url: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl RedisProxy {
+    async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = {
+            let (open, links) = (open.clone(), links.clone());
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !open.load(Ordering::SeqCst) {
+                        continue; // dropped: refused
+                    }
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut redis) =
+                            tokio::net::TcpStream::connect("127.0.0.1:6379").await
+                        {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut redis).await;
+                        }
+                    });
+                    links.lock().unwrap().push(link);
+                }
+            })
+        };
+        Self {
+            url,
+            open,
+            links,
+            accept,
+        }
+    }
+
+    /// Closes every connection through the proxy.
+    fn cut(&self) {
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Redis "down": every connection is cut and new ones are refused.
+    fn down(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+    }
+
+    fn up(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for RedisProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// Sends offers from `from` until `to` hears one; how long that took.
+async fn relay_resumes(from: &mut SioClient, to: &mut SioClient, room: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "relay did not resume"
+        );
+        let offer = json!({ "roomId": room, "sdp": { "type": "offer", "sdp": "again" } });
+        from.emit("webrtc:offer", offer);
+        let got = to.drain(Duration::from_millis(150)).await;
+        if !relayed(&got, "webrtc:offer").is_empty() {
+            return start.elapsed();
+        }
+    }
+}
+
+#[tokio::test]
+async fn relay_resumes_after_redis_connections_drop_and_says_unavailable_while_down() {
+    if std::env::var(TEST_DATABASE_URL).is_err() {
+        eprintln!("skipped: two nodes need PostgreSQL ({TEST_DATABASE_URL}) and Redis");
+        return;
+    }
+    let proxy = RedisProxy::start().await;
+    // Node A reaches Redis through the proxy; node B directly.
+    let a = TestApp::spawn_with(|c| c.redis_url = Some(proxy.url.clone())).await;
+    let b = a
+        .another_node_with(|c| c.redis_url = Some(REDIS.into()))
+        .await;
+    let (room, doctor_token, patient_token) = direct_call(&a).await;
+    let mut doctor = a.connect(&doctor_token).await;
+    let mut patient = b.connect(&patient_token).await;
+    join(&mut doctor, &room).await;
+    join(&mut patient, &room).await;
+    doctor.drain(QUIET).await;
+
+    // Every connection of A to Redis is cut (as CLIENT KILL does).
+    proxy.cut();
+    let took = relay_resumes(&mut doctor, &mut patient, &room).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "relay resumed after {took:?}"
+    );
+    let took = relay_resumes(&mut patient, &mut doctor, &room).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "relay resumed after {took:?}"
+    );
+
+    // Redis unreachable: signaling is refused as `unavailable`, and A is
+    // not ready.
+    proxy.down();
+    let start = Instant::now();
+    let refused = loop {
+        let offer = json!({ "roomId": room, "sdp": { "type": "offer" } });
+        let ack = doctor.emit_ack("webrtc:offer", offer).await;
+        if ack["ok"] != true {
+            break ack;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code(&refused), "unavailable", "{refused}");
+    let (status, body) = a.get("/readyz", "").await;
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = b.get("/readyz", "").await;
+    assert_eq!(status, 200);
+
+    // Back up: relay and readiness return within about 2 s.
+    proxy.up();
+    let back = Instant::now();
+    relay_resumes(&mut doctor, &mut patient, &room).await;
+    let took = back.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "relay resumed after {took:?}"
+    );
+    let (status, body) = a.get("/readyz", "").await;
+    assert_eq!(status, 200, "{body}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn rooms_come_back_after_redis_forgets_everything() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let (room, doctor_token, patient_token) = direct_call(&a).await;
+    let mut doctor = a.connect(&doctor_token).await;
+    let mut patient = b.connect(&patient_token).await;
+    join(&mut doctor, &room).await;
+    join(&mut patient, &room).await;
+    doctor.drain(QUIET).await;
+
+    // What a Redis restart without persistence does to this test's keys:
+    // all gone, and the scripts too.
+    let prefix = a
+        .server()
+        .state()
+        .redis
+        .as_ref()
+        .unwrap()
+        .prefix()
+        .to_owned();
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Both nodes register their sockets again: relay and `to` work.
+    let took = relay_resumes(&mut doctor, &mut patient, &room).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "relay resumed after {took:?}"
+    );
+    let answer = json!({ "roomId": room, "to": "d1", "sdp": { "type": "answer" } });
+    let start = Instant::now();
+    loop {
+        let ack = patient.emit_ack("webrtc:answer", answer.clone()).await;
+        if ack["ok"] == true {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "{ack}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    doctor.expect_event("webrtc:answer").await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -68,17 +68,23 @@ impl TestApp {
     /// A second node on the same database and settings, with its own port
     /// and its own clock (the database is dropped with the first node).
     pub async fn another_node(&self) -> Self {
+        self.another_node_with(|_| {}).await
+    }
+
+    /// [`another_node`](Self::another_node), after `tweak` adjusts its config.
+    pub async fn another_node_with(&self, tweak: impl FnOnce(&mut Config)) -> Self {
         let clock = ManualClock::following_wall();
-        let server =
-            consultd_server::start_with_clock(self.config.clone(), Arc::new(clock.clone()))
-                .await
-                .expect("second node starts");
+        let mut config = self.config.clone();
+        tweak(&mut config);
+        let server = consultd_server::start_with_clock(config.clone(), Arc::new(clock.clone()))
+            .await
+            .expect("second node starts");
         Self {
             clock,
             addr: server.local_addr(),
             server: Some(server),
             http: reqwest::Client::new(),
-            config: self.config.clone(),
+            config,
             db: None,
         }
     }
