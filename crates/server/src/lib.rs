@@ -194,10 +194,9 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     if config.redis().is_some() {
         // Said aloud, so that nobody runs two nodes believing that
         // everything crosses between them already.
-        tracing::warn!(
-            "REDIS_URL is set: several nodes share pushes and deadlines (over PostgreSQL) and \
-             rooms (in Redis), but each node counts its own sockets per user, and the \
-             abandoned-call sweep is off"
+        tracing::info!(
+            "REDIS_URL is set: several nodes share pushes and deadlines (over PostgreSQL), \
+             rooms and presence (in Redis); the per-user socket cap is counted per node"
         );
     }
     let auth = Arc::new(authenticator(&config)?);
@@ -236,7 +235,6 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let (io_layer, io) = socket::layer(&config);
     let (timer, timer_rx) = Timer::channel();
     let rooms = Arc::new(socket::Rooms::new(config.replay_limits()));
-    let presence = Arc::new(Presence::new(clock.clone()));
     let outbox = Arc::new(LocalOutbox::new(io.clone(), rooms.clone()));
     // Several nodes share their rooms in Redis; one node keeps them here.
     let shared = match (&bus, config.redis()) {
@@ -251,6 +249,10 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         Some((hub, _)) => hub.clone(),
         None => Arc::new(LocalRooms::new(rooms.clone())),
     };
+    let presence = Arc::new(match &shared {
+        Some((hub, _)) => Presence::shared(clock.clone(), hub.clone()),
+        None => Presence::new(clock.clone()),
+    });
     let ctx = Context::new(
         db.clone(),
         outbox.clone(),
@@ -293,32 +295,29 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     if let Some((hub, redis)) = shared {
         tasks.push(tokio::spawn(hub.run(redis)));
     }
-    match bus {
-        None => tasks.push(tokio::spawn(sweep_abandoned(
-            calls,
-            presence,
-            Duration::from_secs(config.abandon_secs),
-            clock,
-        ))),
-        Some((bus, listener)) => {
-            // The sweep reads who is connected, which is still per node:
-            // on several nodes it would end calls whose participants are
-            // connected elsewhere.
-            let delivery = cluster::Delivery {
-                outbox,
-                rooms: hub,
-                timer,
-            };
-            let (io, app) = (io.clone(), state.clone());
-            let on_gap = move || {
-                let (io, app) = (io.clone(), app.clone());
-                async move { socket::resync_everyone(&io, &app).await }
-            };
-            let health = state.bus.clone().unwrap_or_default();
-            tasks.push(tokio::spawn(cluster::listen(
-                listener, bus, delivery, health, on_gap,
-            )));
-        }
+    // Every node sweeps; with several nodes presence is shared, and the
+    // abandon is a compare-and-set, so a call ends once.
+    tasks.push(tokio::spawn(sweep_abandoned(
+        calls,
+        presence,
+        Duration::from_secs(config.abandon_secs),
+        clock,
+    )));
+    if let Some((bus, listener)) = bus {
+        let delivery = cluster::Delivery {
+            outbox,
+            rooms: hub,
+            timer,
+        };
+        let (io, app) = (io.clone(), state.clone());
+        let on_gap = move || {
+            let (io, app) = (io.clone(), app.clone());
+            async move { socket::resync_everyone(&io, &app).await }
+        };
+        let health = state.bus.clone().unwrap_or_default();
+        tasks.push(tokio::spawn(cluster::listen(
+            listener, bus, delivery, health, on_gap,
+        )));
     }
     let app = http::router(state.clone())
         .layer(io_layer)
@@ -362,6 +361,7 @@ async fn sweep_abandoned(
     timers::every(timers::sweep_interval(after), clock, || {
         let (calls, presence) = (&calls, &presence);
         async move {
+            presence.publish(after * 2);
             match calls.abandon_idle(presence, after).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(ended = n, "abandoned calls ended"),

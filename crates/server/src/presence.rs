@@ -6,13 +6,42 @@
 //! completes the whole flow by polling REST, CONTRACT §4). Nothing here is
 //! persisted: after a restart everyone's clock starts at the start.
 //! Time comes from the server's [`Clock`](crate::clock::Clock), so tests move it.
+//!
+//! With several nodes, each node also tells the others ([`ClusterPresence`]):
+//! each socket opened or closed at once, and every sweep its whole list, so
+//! a user connected to another node is not taken for gone here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use consultd_domain::{Timestamp, UserId};
 use dashmap::DashMap;
 
 use crate::clock::SharedClock;
+
+/// Where a user is, as the other nodes said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elsewhere {
+    /// A socket is open on a live node.
+    Connected,
+    /// Last alive then, on some node.
+    Seen(Timestamp),
+    /// No node has seen them.
+    Unseen,
+}
+
+/// The nodes' shared view of who is connected (several nodes only).
+#[async_trait]
+pub trait ClusterPresence: Send + Sync {
+    /// `user` opened (`+1`) or closed (`-1`) a socket on this node `at`.
+    fn connections(&self, user: &UserId, change: i64, at: Timestamp);
+    /// This node's whole view: (user, open sockets, last alive); anyone
+    /// left out has no socket here. Seen-times before `forget` are dropped.
+    fn sync(&self, users: Vec<(UserId, usize, Timestamp)>, forget: Timestamp);
+    /// Where each of `users` is; an error when the nodes cannot be asked.
+    async fn whereabouts(&self, users: &[UserId]) -> Result<Vec<Elsewhere>, String>;
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -24,6 +53,7 @@ pub struct Presence {
     clock: SharedClock,
     started: Timestamp,
     users: DashMap<UserId, Seen>,
+    cluster: Option<Arc<dyn ClusterPresence>>,
 }
 
 /// `later - earlier`, or zero if the clock says otherwise.
@@ -37,6 +67,15 @@ impl Presence {
             started: clock.now(),
             clock,
             users: DashMap::new(),
+            cluster: None,
+        }
+    }
+
+    /// Presence shared with the other nodes through `cluster`.
+    pub fn shared(clock: SharedClock, cluster: Arc<dyn ClusterPresence>) -> Self {
+        Self {
+            cluster: Some(cluster),
+            ..Self::new(clock)
         }
     }
 
@@ -53,14 +92,23 @@ impl Presence {
         }
         seen.sockets += 1;
         seen.last_seen = now;
+        drop(seen);
+        if let Some(cluster) = &self.cluster {
+            cluster.connections(user, 1, now);
+        }
         true
     }
 
     /// One of `user`'s sockets closed.
     pub fn socket_closed(&self, user: &UserId) {
+        let now = self.clock.now();
         if let Some(mut seen) = self.users.get_mut(user) {
             seen.sockets = seen.sockets.saturating_sub(1);
-            seen.last_seen = self.clock.now();
+            seen.last_seen = now;
+            drop(seen);
+            if let Some(cluster) = &self.cluster {
+                cluster.connections(user, -1, now);
+            }
         }
     }
 
@@ -94,6 +142,64 @@ impl Presence {
             Some(seen) => since(now, seen.last_seen.max(self.started)),
             None => since(now, self.started),
         }
+    }
+
+    /// How long `user` has been gone from every node: as [`idle_for`]
+    /// with one node. If the other nodes cannot be asked, zero: nobody's
+    /// call is ended on a guess.
+    ///
+    /// [`idle_for`]: Self::idle_for
+    pub async fn idle_everywhere(&self, user: &UserId) -> Duration {
+        let here = self.idle_for(user);
+        let Some(cluster) = &self.cluster else {
+            return here;
+        };
+        if here.is_zero() {
+            return here;
+        }
+        match cluster.whereabouts(std::slice::from_ref(user)).await {
+            Ok(found) => match found.first() {
+                Some(Elsewhere::Connected) => Duration::ZERO,
+                Some(Elsewhere::Seen(at)) => {
+                    here.min(since(self.clock.now(), (*at).max(self.started)))
+                }
+                Some(Elsewhere::Unseen) | None => here,
+            },
+            Err(e) => {
+                tracing::warn!(
+                    error = e,
+                    "presence on the other nodes unknown: nobody is idle"
+                );
+                Duration::ZERO
+            }
+        }
+    }
+
+    /// Tells the other nodes this node's whole view (several nodes; the
+    /// sweep does it each round).
+    pub fn publish(&self, forget_after: Duration) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let now = self.clock.now();
+        let users = self
+            .users
+            .iter()
+            .map(|e| {
+                let seen = e.value();
+                let at = if seen.sockets > 0 {
+                    now
+                } else {
+                    seen.last_seen
+                };
+                (e.key().clone(), seen.sockets, at)
+            })
+            .collect();
+        let forget = chrono::Duration::from_std(forget_after)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        cluster.sync(users, forget);
     }
 
     /// Forgets users gone for longer than `gone`: their idle time only

@@ -102,8 +102,8 @@ impl CallService {
         let mut ended = 0;
         for r in CallRepo.in_progress(self.ctx.db.conn()).await? {
             let c = &r.call;
-            if presence.idle_for(&c.host.user_id) >= after
-                && presence.idle_for(&c.guest.user_id) >= after
+            if presence.idle_everywhere(&c.host.user_id).await >= after
+                && presence.idle_everywhere(&c.guest.user_id).await >= after
                 && self.abandon(&c.id).await?
             {
                 ended += 1;

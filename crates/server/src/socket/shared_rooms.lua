@@ -16,6 +16,9 @@
 --   P:r:c:<id>:l:<user>  list "<to>\n<signal>\n<body>" kept for late joiners
 --   P:n:<node>     set   "<K>\n<id>\n<sid>": the node's memberships, for reaping
 --   P:nodes        zset  node -> last heartbeat (ms, Redis time)
+--   P:c:<user>     hash  node -> the user's open sockets there (presence)
+--   P:nu:<node>    set   users with sockets on the node, for reaping
+--   P:seen         zset  user -> when last alive (ms, the nodes' clocks)
 --   P:ev           stream of what happened
 
 local op, P, maxlen = ARGV[1], ARGV[2], ARGV[3]
@@ -235,9 +238,60 @@ elseif op == 'beat' then
         string.sub(entry, b + 1))
     end
     redis.call('DEL', P .. ':n:' .. dead)
+    for _, user in ipairs(redis.call('SMEMBERS', P .. ':nu:' .. dead)) do
+      redis.call('HDEL', P .. ':c:' .. user, dead)
+    end
+    redis.call('DEL', P .. ':nu:' .. dead)
     redis.call('ZREM', P .. ':nodes', dead)
     reaped = reaped + 1
   end
   return { known and 'known' or 'new', tostring(reaped) }
+elseif op == 'conn' then
+  -- node, user, change in open sockets (+1 or -1), now (ms)
+  local node, user, delta, at = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+  local n = redis.call('HINCRBY', P .. ':c:' .. user, node, delta)
+  if n <= 0 then
+    redis.call('HDEL', P .. ':c:' .. user, node)
+    redis.call('SREM', P .. ':nu:' .. node, user)
+  else
+    redis.call('SADD', P .. ':nu:' .. node, user)
+  end
+  redis.call('ZADD', P .. ':seen', 'GT', at, user)
+  return 'ok'
+elseif op == 'sync' then
+  -- node, forget-before (ms), then (user, open sockets, last alive ms)
+  -- for every user this node knows: its whole truth, which repairs any
+  -- `conn` step lost while Redis was away.
+  local node, cutoff = ARGV[4], ARGV[5]
+  local here = {}
+  for i = 6, #ARGV, 3 do
+    local user, n, at = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+    if n > 0 then
+      here[user] = true
+      redis.call('HSET', P .. ':c:' .. user, node, n)
+      redis.call('SADD', P .. ':nu:' .. node, user)
+    end
+    redis.call('ZADD', P .. ':seen', 'GT', at, user)
+  end
+  for _, user in ipairs(redis.call('SMEMBERS', P .. ':nu:' .. node)) do
+    if not here[user] then
+      redis.call('HDEL', P .. ':c:' .. user, node)
+      redis.call('SREM', P .. ':nu:' .. node, user)
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', P .. ':seen', '-inf', '(' .. cutoff)
+  return 'ok'
+elseif op == 'alive' then
+  -- users: for each, 'on' while it has a socket on a live node, else when
+  -- it was last alive (ms), or '' if never seen
+  local out = {}
+  for i = 4, #ARGV do
+    if redis.call('HLEN', P .. ':c:' .. ARGV[i]) > 0 then
+      out[#out + 1] = 'on'
+    else
+      out[#out + 1] = redis.call('ZSCORE', P .. ':seen', ARGV[i]) or ''
+    end
+  end
+  return out
 end
 return redis.error_reply('unknown operation ' .. tostring(op))

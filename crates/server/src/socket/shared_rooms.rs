@@ -48,6 +48,7 @@ use super::reply::Reply;
 use super::rooms::{Peer, RoomKind, Rooms, Signal, SignalRoom, Sock};
 use super::send::{send, send_raw};
 use crate::error::ApiError;
+use crate::presence::{ClusterPresence, Elsewhere};
 use crate::service::RoomAccess;
 use crate::service::outbox::RoomControl;
 use crate::sync::lock;
@@ -847,6 +848,52 @@ impl RoomHub for SharedRooms {
         }
         let args = self.args("leave_all", &[&self.node, &ctx.sid]);
         self.queue(args, Done::Ignore);
+    }
+}
+
+#[async_trait]
+impl ClusterPresence for SharedRooms {
+    fn connections(&self, user: &UserId, change: i64, at: Timestamp) {
+        let (change, at) = (change.to_string(), at.timestamp_millis().to_string());
+        let args = self.args("conn", &[&self.node, user.as_str(), &change, &at]);
+        self.queue(args, Done::Ignore);
+    }
+
+    fn sync(&self, users: Vec<(UserId, usize, Timestamp)>, forget: Timestamp) {
+        let mut args = self.args(
+            "sync",
+            &[&self.node, &forget.timestamp_millis().to_string()],
+        );
+        for (user, sockets, at) in users {
+            args.push(user.as_str().to_owned());
+            args.push(sockets.to_string());
+            args.push(at.timestamp_millis().to_string());
+        }
+        self.queue(args, Done::Ignore);
+    }
+
+    async fn whereabouts(&self, users: &[UserId]) -> Result<Vec<Elsewhere>, String> {
+        let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let answer = self
+            .call(self.args("alive", &names))
+            .await
+            .map_err(|e| e.to_string())?;
+        let words: Vec<String> = redis::from_redis_value(&answer).map_err(|e| e.to_string())?;
+        Ok(words
+            .iter()
+            .map(|w| match w.as_str() {
+                "on" => Elsewhere::Connected,
+                "" => Elsewhere::Unseen,
+                ms => ms
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|ms| {
+                        #[allow(clippy::cast_possible_truncation)] // whole milliseconds
+                        chrono::DateTime::from_timestamp_millis(ms as i64)
+                    })
+                    .map_or(Elsewhere::Unseen, Elsewhere::Seen),
+            })
+            .collect())
     }
 }
 

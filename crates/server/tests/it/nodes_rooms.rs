@@ -577,3 +577,59 @@ async fn rooms_come_back_after_redis_forgets_everything() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_call_is_abandoned_only_when_its_participants_are_gone_from_every_node() {
+    if std::env::var(TEST_DATABASE_URL).is_err() {
+        eprintln!("skipped: two nodes need PostgreSQL ({TEST_DATABASE_URL}) and Redis");
+        return;
+    }
+    let a = TestApp::spawn_with(|c| {
+        c.redis_url = Some(REDIS.into());
+        c.abandon_secs = 20;
+    })
+    .await;
+    let b = a.another_node().await;
+    let (_, call, doctor_token, patient_token) = direct_call_with_id(&a).await;
+    let path = format!("/api/call-sessions/{call}/confirm");
+    let (status, body) = a.post(&path, &doctor_token, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let status_of = || async {
+        let admin = a.token("root", "admin");
+        let (_, body) = a.get(&format!("/api/call-sessions/{call}"), &admin).await;
+        body["data"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // Both connected to B only: A's sweep must not take them for gone.
+    let doctor = b.connect(&doctor_token).await;
+    let patient = b.connect(&patient_token).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.advance(Duration::from_secs(21));
+    b.advance(Duration::from_secs(21));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(status_of().await, "CONFIRMED");
+
+    // Both gone from every node for the abandon time: it ends, once.
+    doctor.disconnect();
+    patient.disconnect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.advance(Duration::from_secs(21));
+    b.advance(Duration::from_secs(21));
+    let start = Instant::now();
+    while status_of().await != "ENDED" {
+        assert!(start.elapsed() < Duration::from_secs(5), "not abandoned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let abandons = a
+        .audit_actions(&call)
+        .await
+        .iter()
+        .filter(|x| x.ends_with("abandon"))
+        .count();
+    assert_eq!(abandons, 1);
+    a.stop().await;
+    b.stop().await;
+}
