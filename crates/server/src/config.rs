@@ -363,15 +363,24 @@ impl Config {
             return Ok(());
         }
         let db = self.effective_database_url();
-        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            Ok(())
-        } else {
-            Err(
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(
                 "REDIS_URL is for several nodes, which share one PostgreSQL database: \
                  set DATABASE_URL=postgres://… as well, or unset REDIS_URL (SQLite serves one node)"
                     .into(),
-            )
+            );
         }
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        if !set(&self.jwt_secret) && !set(&self.jwt_public_key) {
+            // A generated secret is one node's own: a token from another
+            // node would be refused here.
+            return Err(
+                "REDIS_URL is for several nodes, which must verify the same tokens: \
+                 set JWT_SECRET (or JWT_PUBLIC_KEY) to the same value on every node"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The role mapping from the three role lists.
@@ -421,12 +430,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redis_needs_postgres() {
+    fn redis_needs_postgres_and_shared_keys() {
         let with = |db: Option<&str>, redis: Option<&str>| Config {
             database_url: db.map(str::to_owned),
             redis_url: redis.map(str::to_owned),
+            jwt_secret: Some("s".repeat(32)),
             ..Config::default()
         };
+        let pg = Some("postgres://p@h/db");
+        let unkeyed = Config {
+            jwt_secret: None,
+            ..with(pg, Some("redis://r"))
+        };
+        assert!(unkeyed.check_nodes().unwrap_err().contains("JWT_SECRET"));
+        let public = Config {
+            jwt_public_key: Some("/keys/public.pem".into()),
+            ..unkeyed
+        };
+        assert_eq!(public.check_nodes(), Ok(()));
         let refused = with(None, Some("redis://127.0.0.1:6379")).check_nodes();
         assert!(refused.unwrap_err().contains("DATABASE_URL=postgres://"));
         let sqlite = Some("sqlite:///tmp/x.sqlite3?mode=rwc");

@@ -203,11 +203,19 @@ fn migrate_subcommand_reports_and_applies() {
 #[test]
 fn bad_configuration_fails_fast_with_a_message() {
     let dir = temp_dir();
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 6] = [
         // Several nodes cannot share a SQLite file.
         (
             &[("REDIS_URL", "redis://127.0.0.1:6379")],
             "DATABASE_URL=postgres://",
+        ),
+        // ... nor each generate their own token secret.
+        (
+            &[
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+            ],
+            "JWT_SECRET",
         ),
         (&[("JWT_ALGORITHM", "RS256")], "JWT_PUBLIC_KEY"),
         (
