@@ -23,6 +23,9 @@ pub const CHAT_MESSAGES: &str = "consultd_chat_messages_total";
 pub const BUS_MESSAGES: &str = "consultd_bus_messages_total";
 pub const BUS_GAPS: &str = "consultd_bus_gaps_total";
 pub const BUS_LAG: &str = "consultd_bus_lag_seconds";
+pub const ROOM_STREAM_LENGTH: &str = "consultd_room_stream_length";
+pub const REDIS_UP: &str = "consultd_redis_up";
+pub const NODES_REAPED: &str = "consultd_nodes_reaped_total";
 
 /// Installs the log subscriber. A second call (tests start several servers
 /// in one process) keeps the first subscriber.
@@ -111,6 +114,18 @@ fn describe() {
     metrics::describe_counter!(
         BUS_GAPS,
         "Times the bus connection was lost and came back (this node resynced its sockets)"
+    );
+    metrics::describe_gauge!(
+        ROOM_STREAM_LENGTH,
+        "Entries in the Redis stream of room changes (bounded near 100,000), with several nodes"
+    );
+    metrics::describe_gauge!(
+        REDIS_UP,
+        "1 while Redis answers this node's heartbeat and writes, 0 while it does not"
+    );
+    metrics::describe_counter!(
+        NODES_REAPED,
+        "Silent nodes whose sockets this node took out of their rooms"
     );
     metrics::describe_histogram!(
         HTTP_DURATION,

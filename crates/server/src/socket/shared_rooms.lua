@@ -104,6 +104,11 @@ if op == 'join' then
       change = 'first'
     end
   end
+  -- A call's room closes when it ends; should no close reach Redis (it
+  -- was away then), its keys go a day after the last join.
+  for _, suffix in ipairs({ ':m', ':u', ':s', ':b' }) do
+    redis.call('EXPIRE', base .. suffix, KEEP)
+  end
   local out = { 'ok', change, tostring(redis.call('EXISTS', base .. ':e')) }
   -- The others, as "user", "role" pairs after their count.
   local flat = redis.call('HGETALL', base .. ':u')
@@ -167,6 +172,7 @@ elseif op == 'relay' then
     redis.call('RPUSH', log, kept)
     redis.call('HSET', base .. ':b', user, tonumber(bytes) + size)
   end
+  redis.call('EXPIRE', log, KEEP)
   emit('t', 'relay', 'r', id, 'u', user, 'to', to, 'g', signal, 'b', body)
   return 'ok'
 elseif op == 'leave' then
@@ -224,7 +230,7 @@ elseif op == 'beat' then
   -- node, stale after (ms): marks this node alive and reaps every node
   -- silent for longer. Returns 'new' when this node was not known (its
   -- first beat, or Redis lost it: restarted, or this node was reaped),
-  -- then the number of nodes reaped.
+  -- then the number of nodes reaped and the stream's length.
   local node, stale = ARGV[4], tonumber(ARGV[5])
   local now = now_ms()
   local known = redis.call('ZSCORE', P .. ':nodes', node)
@@ -245,7 +251,8 @@ elseif op == 'beat' then
     redis.call('ZREM', P .. ':nodes', dead)
     reaped = reaped + 1
   end
-  return { known and 'known' or 'new', tostring(reaped) }
+  return { known and 'known' or 'new', tostring(reaped),
+    tostring(redis.call('XLEN', P .. ':ev')) }
 elseif op == 'conn' then
   -- node, user, change in open sockets (+1 or -1), now (ms)
   local node, user, delta, at = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]

@@ -52,6 +52,7 @@ use crate::presence::{ClusterPresence, Elsewhere};
 use crate::service::RoomAccess;
 use crate::service::outbox::RoomControl;
 use crate::sync::lock;
+use crate::telemetry::{NODES_REAPED, REDIS_UP, ROOM_STREAM_LENGTH};
 
 /// A node silent for this long is taken as dead and reaped.
 pub const STALE_MS: u64 = 4_000;
@@ -100,6 +101,7 @@ impl RedisHealth {
     }
 
     fn set(&self, up: bool) {
+        metrics::gauge!(REDIS_UP).set(if up { 1.0 } else { 0.0 });
         let was_down = self.down.swap(!up, Ordering::Relaxed);
         if was_down && up {
             tracing::info!("Redis answers again");
@@ -280,9 +282,13 @@ impl SharedRooms {
             match invocation.invoke_async::<Vec<String>>(&mut conn).await {
                 Ok(answer) => {
                     self.health.set(true);
-                    let reaped = answer.get(1).map_or("0", String::as_str);
-                    if reaped != "0" {
+                    let reaped: u64 = answer.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+                    if reaped > 0 {
+                        metrics::counter!(NODES_REAPED).increment(reaped);
                         tracing::warn!(nodes = reaped, "reaped silent nodes' sockets");
+                    }
+                    if let Some(len) = answer.get(2).and_then(|n| n.parse::<f64>().ok()) {
+                        metrics::gauge!(ROOM_STREAM_LENGTH).set(len);
                     }
                     if answer.first().is_some_and(|a| a == "new") && !first {
                         tracing::warn!(
