@@ -32,6 +32,10 @@ struct Cli {
     /// The server's base URL.
     #[arg(long, default_value = "http://127.0.0.1:4000", global = true)]
     url: String,
+    /// A second node of the same cluster: the relay's receivers connect to
+    /// it, so that every relayed message crosses from one node to the other.
+    #[arg(long, global = true)]
+    url_b: Option<String>,
     /// The server's HS256 secret, to mint tokens.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
     secret: String,
@@ -119,6 +123,8 @@ const CHAT: Flow = Flow {
 struct Ctx {
     url: String,
     ws: String,
+    /// Where the relay's receivers connect (the second node, or the first).
+    ws_b: String,
     secret: String,
     pid: Option<u32>,
     run: String,
@@ -319,7 +325,7 @@ async fn relay_scenario(
     for (i, room) in rooms.iter().enumerate() {
         let (d, p) = ctx.pair(&tag, i);
         let doctor = Conn::connect(&ctx.ws, &ctx.token(&d, "doctor")).await?;
-        let patient = Conn::connect(&ctx.ws, &ctx.token(&p, "patient")).await?;
+        let patient = Conn::connect(&ctx.ws_b, &ctx.token(&p, "patient")).await?;
         let [doctor, patient] = join_both("webrtc:join_room", room, [doctor, patient]).await?;
         senders.push((doctor, room.clone()));
         receivers.push(patient);
@@ -694,6 +700,7 @@ fn print_table(results: &serde_json::Map<String, Value>) {
 async fn run(cli: Cli) -> Result<(), String> {
     let ctx = Rc::new(Ctx {
         ws: ws_url(&cli.url),
+        ws_b: ws_url(cli.url_b.as_deref().unwrap_or(&cli.url)),
         url: cli.url.trim_end_matches('/').to_owned(),
         secret: cli.secret,
         pid: cli.server_pid,

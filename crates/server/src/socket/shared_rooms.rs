@@ -345,7 +345,7 @@ impl SharedRooms {
 
     async fn read(&self, client: redis::Client, mut after: String) {
         let stream = format!("{}:ev", self.prefix);
-        let options = StreamReadOptions::default().block(BLOCK_MS).count(512);
+        let options = StreamReadOptions::default().block(BLOCK_MS).count(2048);
         let mut conn: Option<redis::aio::MultiplexedConnection> = None;
         loop {
             let c = match &mut conn {
@@ -695,8 +695,9 @@ impl RoomHub for SharedRooms {
                 return Err(ApiError::forbidden("you may not join this room"));
             }
             Err(e) => {
-                // The reader finds the hand-over dropped and takes the
-                // socket out again if the script did run.
+                // If the script did run, the reader finds no hand-over at
+                // its entry and takes the socket out again.
+                self.parked.remove(&join);
                 return Err(e);
             }
         };
@@ -913,7 +914,7 @@ async fn write(
     health: Arc<RedisHealth>,
 ) {
     let mut batch: Vec<Op> = Vec::with_capacity(64);
-    while queue.recv_many(&mut batch, 256).await > 0 {
+    while queue.recv_many(&mut batch, 1024).await > 0 {
         let mut pipe = redis::pipe();
         for op in &batch {
             pipe.cmd("EVALSHA")
