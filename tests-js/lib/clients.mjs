@@ -57,9 +57,12 @@ export const emitAck = (c, event, payload) => new Promise((ok) => c.socket.emit(
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** A connected client recording `events`; `next(name)` takes the first unseen one. */
-export async function client(server, kind, token, transports, events) {
-  const opts = { reconnection: false, forceNew: true, timeout: 5000, transports };
+/**
+ * A connected client recording `events`; `next(name)` takes the first unseen
+ * one. `extra` adds client options (say, `extraHeaders`).
+ */
+export async function client(server, kind, token, transports, events, extra = {}) {
+  const opts = { reconnection: false, forceNew: true, timeout: 5000, transports, ...extra };
   const socket =
     kind === 'v4' ? io4(server.url, { ...opts, auth: { token } }) : io2(server.url, { ...opts, query: { token } });
   const inbox = [];

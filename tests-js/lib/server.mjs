@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 
 export const BIN = process.env.CONSULTD_BIN ?? resolve(import.meta.dirname, '../../target/debug/consultd');
 
-function freePort() {
+export function freePort() {
   return new Promise((ok, fail) => {
     const srv = createServer();
     srv.listen(0, '127.0.0.1', () => {

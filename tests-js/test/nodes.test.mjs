@@ -8,12 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { io as io4 } from 'socket.io-client';
-import io2 from 'socket.io-client-v2';
-import { startConsultd, within } from '../lib/server.mjs';
+import { client } from '../lib/clients.mjs';
+import { freePort, startConsultd, within } from '../lib/server.mjs';
 
 const REQUIRED = process.env.CONSULTD_NODES_TESTS === 'required';
 const PG = process.env.TEST_DATABASE_URL;
@@ -29,17 +27,6 @@ function has(cmd) {
 
 const missing = [!PG && 'TEST_DATABASE_URL', !has('haproxy') && 'haproxy', !has('psql') && 'psql'].filter(Boolean);
 if (REQUIRED) assert.deepEqual(missing, [], 'CONSULTD_NODES_TESTS=required but something is missing');
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => ok(port));
-    });
-    srv.on('error', fail);
-  });
-}
 
 const SECRET = 'nodes-test-secret-that-is-long-enough-for-hs256';
 const EVENTS = ['doctor_online', 'queue_updated', 'call_invitation', 'call_confirmed', 'call_ended', 'webrtc:offer', 'webrtc:peer_joined'];
@@ -127,30 +114,9 @@ describe('two nodes behind HAProxy', { skip: missing.length > 0 && `needs ${miss
     return nodes[0].token(sub, role);
   }
 
-  async function client(kind, transports, tokenValue, node) {
-    const opts = { reconnection: false, forceNew: true, timeout: 5000, transports, extraHeaders: pinned(node) };
-    const socket =
-      kind === 'v4' ? io4(lb, { ...opts, auth: { token: tokenValue } }) : io2(lb, { ...opts, query: { token: tokenValue } });
-    const inbox = [];
-    for (const name of EVENTS) socket.on(name, (data) => inbox.push({ name, data }));
-    await within(5000, new Promise((ok, fail) => {
-      socket.on('connect', ok);
-      socket.on('connect_error', (e) => fail(new Error(`connect_error: ${e.message ?? e}`)));
-    }), 'connect');
-    return {
-      socket,
-      async next(name) {
-        const deadline = Date.now() + 5000;
-        for (;;) {
-          const i = inbox.findIndex((e) => e.name === name);
-          if (i >= 0) return inbox.splice(i, 1)[0].data;
-          if (Date.now() > deadline) throw new Error(`no ${name}; got ${inbox.map((e) => e.name)}`);
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      },
-      count: (name) => inbox.filter((e) => e.name === name).length,
-    };
-  }
+  const connect = (kind, transports, tokenValue, node) =>
+    client({ url: lb }, kind, tokenValue, transports, EVENTS, { extraHeaders: pinned(node) });
+  const count = (c, name) => c.pending().filter((n) => n === name).length;
 
   const emitAck = (c, event, payload) => within(5000, new Promise((ok) => c.socket.emit(event, payload, ok)), event);
 
@@ -162,8 +128,8 @@ describe('two nodes behind HAProxy', { skip: missing.length > 0 && `needs ${miss
   test('a 2.x polling patient on node 2 and a 4.x doctor on node 1: the queue flow and signaling', async () => {
     const doctorToken = token('doc', 'doctor');
     const patientToken = token('pat', 'patient');
-    const doctor = await client('v4', ['websocket'], doctorToken, 'n1');
-    const patient = await client('v2', ['polling'], patientToken, 'n2');
+    const doctor = await connect('v4', ['websocket'], doctorToken, 'n1');
+    const patient = await connect('v2', ['polling'], patientToken, 'n2');
     try {
       // Each node holds one of the two sockets.
       for (const n of nodes) {
@@ -196,7 +162,7 @@ describe('two nodes behind HAProxy', { skip: missing.length > 0 && `needs ${miss
       r = await api('POST', `/api/call-sessions/${call.id}/confirm`, patientToken, undefined, 'n2');
       assert.equal(r.body.data.status, 'CONFIRMED');
       for (const side of [doctor, patient]) assert.equal((await side.next('call_confirmed')).id, call.id);
-      assert.equal(patient.count('call_invitation'), 0, 'one invitation only');
+      assert.equal(count(patient, 'call_invitation'), 0, 'one invitation only');
 
       // Signaling across the nodes, over polling on the patient's side.
       const room = call.roomId ?? call.id;

@@ -7,19 +7,45 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use consultd_persistence::testing::TEST_DATABASE_URL;
+use consultd_server::config::Config;
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(400);
 const REDIS: &str = "redis://127.0.0.1:6379";
 
 async fn two_nodes() -> Option<(TestApp, TestApp)> {
+    two_nodes_with(|_| {}).await
+}
+
+/// Node A (its config adjusted by `tweak` after Redis is set) and node B,
+/// which reaches Redis directly; `None` without PostgreSQL.
+async fn two_nodes_with(tweak: impl FnOnce(&mut Config)) -> Option<(TestApp, TestApp)> {
     if std::env::var(TEST_DATABASE_URL).is_err() {
         eprintln!("skipped: two nodes need PostgreSQL ({TEST_DATABASE_URL}) and Redis");
         return None;
     }
-    let a = TestApp::spawn_with(|c| c.redis_url = Some(REDIS.into())).await;
-    let b = a.another_node().await;
+    let a = TestApp::spawn_with(|c| {
+        c.redis_url = Some(REDIS.into());
+        tweak(c);
+    })
+    .await;
+    let b = a
+        .another_node_with(|c| c.redis_url = Some(REDIS.into()))
+        .await;
     Some((a, b))
+}
+
+/// A live direct call with its doctor on node A and its patient on node B,
+/// both in its room, with what they were told so far drained.
+async fn doctor_on_a_patient_on_b(a: &TestApp, b: &TestApp) -> (String, SioClient, SioClient) {
+    let (room, doctor_token, patient_token) = direct_call(a).await;
+    let mut doctor = a.connect(&doctor_token).await;
+    let mut patient = b.connect(&patient_token).await;
+    join(&mut doctor, &room).await;
+    join(&mut patient, &room).await;
+    doctor.drain(QUIET).await;
+    patient.drain(QUIET).await;
+    (room, doctor, patient)
 }
 
 /// A live direct call between doctor `d1` and patient `p1`, made on `node`:
@@ -452,22 +478,12 @@ async fn relay_resumes(from: &mut SioClient, to: &mut SioClient, room: &str) -> 
 
 #[tokio::test]
 async fn relay_resumes_after_redis_connections_drop_and_says_unavailable_while_down() {
-    if std::env::var(TEST_DATABASE_URL).is_err() {
-        eprintln!("skipped: two nodes need PostgreSQL ({TEST_DATABASE_URL}) and Redis");
-        return;
-    }
     let proxy = RedisProxy::start().await;
     // Node A reaches Redis through the proxy; node B directly.
-    let a = TestApp::spawn_with(|c| c.redis_url = Some(proxy.url.clone())).await;
-    let b = a
-        .another_node_with(|c| c.redis_url = Some(REDIS.into()))
-        .await;
-    let (room, doctor_token, patient_token) = direct_call(&a).await;
-    let mut doctor = a.connect(&doctor_token).await;
-    let mut patient = b.connect(&patient_token).await;
-    join(&mut doctor, &room).await;
-    join(&mut patient, &room).await;
-    doctor.drain(QUIET).await;
+    let Some((a, b)) = two_nodes_with(|c| c.redis_url = Some(proxy.url.clone())).await else {
+        return;
+    };
+    let (room, mut doctor, mut patient) = doctor_on_a_patient_on_b(&a, &b).await;
 
     // Every connection of A to Redis is cut (as CLIENT KILL does).
     proxy.cut();
@@ -521,12 +537,7 @@ async fn rooms_come_back_after_redis_forgets_everything() {
     let Some((a, b)) = two_nodes().await else {
         return;
     };
-    let (room, doctor_token, patient_token) = direct_call(&a).await;
-    let mut doctor = a.connect(&doctor_token).await;
-    let mut patient = b.connect(&patient_token).await;
-    join(&mut doctor, &room).await;
-    join(&mut patient, &room).await;
-    doctor.drain(QUIET).await;
+    let (room, mut doctor, mut patient) = doctor_on_a_patient_on_b(&a, &b).await;
 
     // What a Redis restart without persistence does to this test's keys:
     // all gone, and the scripts too.
@@ -580,16 +591,9 @@ async fn rooms_come_back_after_redis_forgets_everything() {
 
 #[tokio::test]
 async fn a_call_is_abandoned_only_when_its_participants_are_gone_from_every_node() {
-    if std::env::var(TEST_DATABASE_URL).is_err() {
-        eprintln!("skipped: two nodes need PostgreSQL ({TEST_DATABASE_URL}) and Redis");
+    let Some((a, b)) = two_nodes_with(|c| c.abandon_secs = 20).await else {
         return;
-    }
-    let a = TestApp::spawn_with(|c| {
-        c.redis_url = Some(REDIS.into());
-        c.abandon_secs = 20;
-    })
-    .await;
-    let b = a.another_node().await;
+    };
     let (_, call, doctor_token, patient_token) = direct_call_with_id(&a).await;
     let path = format!("/api/call-sessions/{call}/confirm");
     let (status, body) = a.post(&path, &doctor_token, json!({})).await;
