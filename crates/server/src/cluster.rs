@@ -16,7 +16,7 @@ use consultd_persistence::bus::{Bus, Heard, Listener, RETRY};
 
 use crate::clock::unix_ms;
 use crate::service::outbox::{Envelope, Outbox, RoomControl, Wire};
-use crate::telemetry::{BUS_GAPS, BUS_LAG, BUS_MESSAGES};
+use crate::telemetry::{BUS_GAPS, BUS_LAG, BUS_MESSAGES, REDIS_UP};
 use crate::timers::Timer;
 
 /// Behind by more than this, a node is not ready: what it delivers is
@@ -58,6 +58,47 @@ impl BusHealth {
         self.listening.store(true, Ordering::Relaxed);
         #[allow(clippy::cast_precision_loss)] // milliseconds, far below 2^52
         metrics::gauge!(BUS_LAG).set(lag as f64 / 1000.0);
+    }
+}
+
+/// Whether Redis answers, for the handlers and `/readyz`, and which of its
+/// key spaces this node's rooms use.
+#[derive(Debug)]
+pub struct RedisHealth {
+    down: AtomicBool,
+    prefix: String,
+}
+
+impl RedisHealth {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self {
+            down: AtomicBool::new(false),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Every key of the shared rooms starts with this and a colon: the
+    /// nodes of one database share it (it is the bus channel's name).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn ready(&self) -> Result<(), String> {
+        if self.down.load(Ordering::Relaxed) {
+            Err("Redis is unreachable".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn set(&self, up: bool) {
+        metrics::gauge!(REDIS_UP).set(if up { 1.0 } else { 0.0 });
+        let was_down = self.down.swap(!up, Ordering::Relaxed);
+        if was_down && up {
+            tracing::info!("Redis answers again");
+        } else if !was_down && !up {
+            tracing::warn!("Redis is unreachable: signaling is answered `unavailable`");
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub struct AppState {
     /// Several nodes: how this node's bus listener is doing.
     pub bus: Option<Arc<BusHealth>>,
     /// Several nodes: whether Redis (the shared rooms) answers.
-    pub redis: Option<Arc<crate::socket::RedisHealth>>,
+    pub redis: Option<Arc<crate::cluster::RedisHealth>>,
 }
 
 /// Per-client limits (CONTRACT §2: one abusive client never disturbs another).

@@ -43,7 +43,7 @@ pub(crate) use hub::RoomHub;
 pub use local::LocalRooms;
 pub use outbox::{GUESTS_ROOM, LocalOutbox};
 pub use rooms::Rooms;
-pub use shared_rooms::{RedisHealth, STALE_MS, SharedRooms};
+pub use shared_rooms::{STALE_MS, SharedRooms};
 
 /// Builds the Socket.IO layer for axum and the handle used to emit and to close.
 pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {

@@ -29,7 +29,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,12 +46,13 @@ use super::hub::{Admission, ChatNews, Joining, RoomHub};
 use super::reply::Reply;
 use super::rooms::{Peer, RoomKind, Rooms, Signal, SignalRoom, Sock};
 use super::send::{send, send_raw};
+use crate::cluster::RedisHealth;
 use crate::error::ApiError;
 use crate::presence::{ClusterPresence, Elsewhere};
 use crate::service::RoomAccess;
 use crate::service::outbox::RoomControl;
 use crate::sync::lock;
-use crate::telemetry::{NODES_REAPED, REDIS_UP, ROOM_STREAM_LENGTH};
+use crate::telemetry::{NODES_REAPED, ROOM_STREAM_LENGTH};
 
 /// A node silent for this long is taken as dead and reaped.
 pub const STALE_MS: u64 = 4_000;
@@ -70,49 +70,8 @@ fn unreachable_redis() -> ApiError {
     ApiError::Unavailable("the room service (Redis) is unreachable; retry".into())
 }
 
-/// Whether Redis answers, for the handlers and `/readyz`, and which of its
-/// key spaces this node's rooms use.
-#[derive(Debug)]
-pub struct RedisHealth {
-    down: AtomicBool,
-    prefix: String,
-}
-
-impl RedisHealth {
-    fn new(prefix: &str) -> Self {
-        Self {
-            down: AtomicBool::new(false),
-            prefix: prefix.to_owned(),
-        }
-    }
-
-    /// Every key of the shared rooms starts with this and a colon: the
-    /// nodes of one database share it (it is the bus channel's name).
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    pub fn ready(&self) -> Result<(), String> {
-        if self.down.load(Ordering::Relaxed) {
-            Err("Redis is unreachable".into())
-        } else {
-            Ok(())
-        }
-    }
-
-    fn set(&self, up: bool) {
-        metrics::gauge!(REDIS_UP).set(if up { 1.0 } else { 0.0 });
-        let was_down = self.down.swap(!up, Ordering::Relaxed);
-        if was_down && up {
-            tracing::info!("Redis answers again");
-        } else if !was_down && !up {
-            tracing::warn!("Redis is unreachable: signaling is answered `unavailable`");
-        }
-    }
-
-    fn check(&self) -> Result<(), ApiError> {
-        self.ready().map_err(|_| unreachable_redis())
-    }
+fn check(health: &RedisHealth) -> Result<(), ApiError> {
+    health.ready().map_err(|_| unreachable_redis())
 }
 
 /// What to do with a script's answer.
@@ -654,7 +613,7 @@ impl RoomHub for SharedRooms {
         _access: &RoomAccess,
         reply: &mut Option<Reply>,
     ) -> Result<Vec<UserId>, ApiError> {
-        self.health.check()?;
+        check(&self.health)?;
         let Joining {
             ctx,
             socket,
@@ -788,7 +747,7 @@ impl RoomHub for SharedRooms {
                 return Err(ApiError::not_found("that user is not in the room"));
             }
         }
-        self.health.check()?;
+        check(&self.health)?;
         let description = matches!(signal, Signal::Offer | Signal::Answer);
         let size = body.get().len().to_string();
         let (max_n, max_b) = (
@@ -829,7 +788,7 @@ impl RoomHub for SharedRooms {
             }
             ChatNews::Read(message) => ("read", message),
         };
-        self.health.check()?;
+        check(&self.health)?;
         let args = self.args("tell", &[chat, from.as_str(), what, value]);
         self.queue(args, Done::Ignore);
         Ok(())
