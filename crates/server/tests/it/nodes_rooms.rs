@@ -361,7 +361,7 @@ async fn a_killed_node_is_reaped_and_its_patient_rejoins_elsewhere() {
     )
     .await;
     let b_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (room, doctor_token, patient_token) = direct_call(&a).await;
+    let (room, call, doctor_token, patient_token) = direct_call_with_id(&a).await;
     let mut doctor = a.connect(&doctor_token).await;
     join(&mut doctor, &room).await;
     let offer = json!({ "roomId": room, "sdp": { "type": "offer", "sdp": "kept" } });
@@ -386,6 +386,12 @@ async fn a_killed_node_is_reaped_and_its_patient_rejoins_elsewhere() {
     assert_eq!(join(&mut patient, &room).await["ok"], true);
     let offer = patient.expect_event("webrtc:offer").await;
     assert_eq!(offer[0]["sdp"]["sdp"], "kept");
+    // The node's death ended nothing: the call is still live.
+    let (status, body) = a
+        .get(&format!("/api/call-sessions/{call}"), &doctor_token)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "INVITED", "{body}");
     drop(log);
     std::fs::remove_dir_all(dir).ok();
     a.stop().await;
