@@ -36,7 +36,7 @@ use consultd_domain::{CallId, ChatId, ReplayLimits, Timestamp, UserId, format_ti
 use dashmap::DashMap;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, ErrorKind, Script, Value as RedisValue};
+use redis::{AsyncCommands, Script, Value as RedisValue};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
@@ -874,37 +874,64 @@ async fn write(
 ) {
     let mut batch: Vec<Op> = Vec::with_capacity(64);
     while queue.recv_many(&mut batch, 1024).await > 0 {
-        let mut pipe = redis::pipe();
-        for op in &batch {
-            pipe.cmd("EVALSHA")
-                .arg(script.get_hash())
-                .arg(0)
-                .arg(&op.args);
-        }
-        let mut sent = pipe.query_async::<Vec<RedisValue>>(&mut conn).await;
-        if matches!(&sent, Err(e) if e.kind() == ErrorKind::NoScriptError) {
-            // Redis restarted and lost the script: no command of the
-            // pipeline ran, so sending it again repeats nothing.
-            if script.load_async(&mut conn).await.is_ok() {
-                sent = pipe.query_async::<Vec<RedisValue>>(&mut conn).await;
-            }
-        }
-        match sent {
-            Ok(answers) => {
-                health.set(true);
-                for (op, answer) in batch.drain(..).zip(answers) {
-                    finish(op.done, Ok(answer));
+        // Twice at most: once more for the steps Redis refused because it
+        // had lost the script (restarted, or `SCRIPT FLUSH`). Only those
+        // are sent again; the others ran, and must not run twice.
+        for attempt in 0..2 {
+            match send_batch(&mut conn, &script, &batch).await {
+                Ok(answers) => {
+                    health.set(true);
+                    let mut again = Vec::new();
+                    for (op, answer) in batch.drain(..).zip(answers) {
+                        match answer {
+                            RedisValue::ServerError(e)
+                                if e.code() == "NOSCRIPT" && attempt == 0 =>
+                            {
+                                again.push(op);
+                            }
+                            RedisValue::ServerError(e) => {
+                                tracing::error!(error = ?e, "room script failed");
+                                finish(op.done, Err(ApiError::Internal));
+                            }
+                            answer => finish(op.done, Ok(answer)),
+                        }
+                    }
+                    if again.is_empty() || script.load_async(&mut conn).await.is_err() {
+                        batch = again;
+                        break;
+                    }
+                    batch = again;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, ops = batch.len(), "room steps not written to Redis");
+                    health.set(false);
+                    break;
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, ops = batch.len(), "room step not written to Redis");
-                health.set(false);
-                for op in batch.drain(..) {
-                    finish(op.done, Err(unreachable_redis()));
-                }
-            }
+        }
+        // Whatever is left could not be written.
+        for op in batch.drain(..) {
+            finish(op.done, Err(unreachable_redis()));
         }
     }
+}
+
+/// One pipeline of the batch's script calls; each step's own answer,
+/// errors included.
+async fn send_batch(
+    conn: &mut ConnectionManager,
+    script: &Script,
+    batch: &[Op],
+) -> redis::RedisResult<Vec<RedisValue>> {
+    use redis::aio::ConnectionLike;
+    let mut pipe = redis::pipe();
+    for op in batch {
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(0)
+            .arg(&op.args);
+    }
+    conn.req_packed_commands(&pipe, 0, batch.len()).await
 }
 
 fn finish(done: Done, answer: Result<RedisValue, ApiError>) {
