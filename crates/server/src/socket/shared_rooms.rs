@@ -610,6 +610,11 @@ impl RoomHub for SharedRooms {
     async fn join(
         &self,
         member: Joining<'_>,
+        // No second read here: a call's end or a chat's end that commits
+        // during this join reaches Redis as a `close` / `ended` step from
+        // every node. Before the join's script, the script refuses or
+        // reports it; after it, its stream entry follows the join's and the
+        // reader applies it to the room the join made.
         _access: &RoomAccess,
         reply: &mut Option<Reply>,
     ) -> Result<Vec<UserId>, ApiError> {

@@ -337,6 +337,26 @@ async fn chat_crosses_nodes() {
             .collect();
         assert_eq!(contents, expected);
     }
+
+    // A read marker crosses; the end on A stops typing on B.
+    let (_, history) = a
+        .get(&format!("/api/chat/{chat}/messages"), &customer_token)
+        .await;
+    let last = history["data"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| m["id"].clone())
+        .unwrap_or_else(|| panic!("{history}"));
+    let read = json!({ "roomId": chat, "messageId": last });
+    assert_eq!(mechanic.emit_ack("chat:read", read).await["ok"], true);
+    assert_eq!(customer.expect_event("chat:read").await[0]["userId"], "m1");
+    let path = format!("/api/chat-sessions/{chat}/end");
+    let (status, body) = a.post(&path, &customer_token, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    mechanic.expect_event("session:status").await;
+    let typing = json!({ "roomId": chat, "isTyping": true });
+    let ack = mechanic.emit_ack("chat:typing", typing).await;
+    assert_eq!(code(&ack), "conflict", "{ack}");
     a.stop().await;
     b.stop().await;
 }
@@ -524,6 +544,9 @@ async fn relay_resumes_after_redis_connections_drop_and_says_unavailable_while_d
     assert_eq!(status, 200);
 
     // Back up: relay and readiness return within about 2 s.
+    // Down for longer than a node may stay silent: node B reaps A's
+    // sockets, and A, back, registers them again.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     proxy.up();
     let back = Instant::now();
     relay_resumes(&mut doctor, &mut patient, &room).await;
