@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use consultd_domain::{
-    CallId, ChatId, Joined, Left, Recorded, SignalKind, UserId, format_timestamp,
+    CallId, ChatId, Joined, Left, Recorded, Room, SignalKind, UserId, format_timestamp,
 };
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json, json};
@@ -39,15 +39,9 @@ impl LocalRooms {
 
 impl RoomControl for LocalRooms {
     fn close_call(&self, call: &CallId) {
-        let Some((room, sockets)) = self.rooms.close(RoomKind::Call, call.as_str()) else {
-            return;
-        };
-        for socket in sockets {
-            if let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() {
-                ctx.forget_room(&room);
-            }
+        if close_room(&self.rooms, RoomKind::Call, call.as_str()) {
+            tracing::debug!(call = %call, "signaling room closed");
         }
-        tracing::debug!(call = %call, "signaling room closed");
     }
 
     fn chat_ended(&self, chat: &ChatId) {
@@ -158,14 +152,14 @@ impl RoomHub for LocalRooms {
                     return Err(ApiError::Conflict("the chat session has ended".into()));
                 }
                 to_others(
-                    &s,
+                    &s.room,
                     from,
                     &["chat:typing"],
                     |alias| json!({ "roomId": alias, "userId": from.as_str(), "isTyping": is_typing }),
                 );
             }
             ChatNews::Read(message_id) => to_others(
-                &s,
+                &s.room,
                 from,
                 &["chat:read"],
                 |alias| json!({ "roomId": alias, "userId": from.as_str(), "messageId": message_id }),
@@ -205,14 +199,10 @@ impl LocalRooms {
                 return;
             };
             if left == Left::LastConnection {
-                let events: &[&'static str] = match room.kind {
-                    RoomKind::Call => &["webrtc:peer_left", "presence:leave"],
-                    RoomKind::Chat => &["presence:leave"],
-                };
                 to_others(
-                    &s,
+                    &s.room,
                     &user,
-                    events,
+                    room.kind.departure_events(),
                     |alias| json!({ "roomId": alias, "userId": user.as_str() }),
                 );
             }
@@ -294,14 +284,10 @@ fn admit(
     }
     if change == Joined::FirstConnection {
         let role = ctx.principal.role.as_str();
-        let events: &[&'static str] = match room.kind {
-            RoomKind::Call => &["webrtc:peer_joined", "presence:join"],
-            RoomKind::Chat => &["presence:join"],
-        };
         to_others(
-            &s,
+            &s.room,
             me,
-            events,
+            room.kind.arrival_events(),
             |alias| json!({ "roomId": alias, "userId": me.as_str(), "role": role }),
         );
     }
@@ -312,10 +298,29 @@ fn admit(
     Ok(s.room.members().iter().map(|m| m.user.clone()).collect())
 }
 
-/// `events`, in order and with one body, to every socket of everyone but
-/// `me`, in the room spelling each joined with.
-fn to_others(s: &RoomState, me: &UserId, events: &[&'static str], body: impl Fn(&str) -> Json) {
-    for peer in s.room.others(me).flat_map(|m| &m.sockets) {
+/// Closes this node's room of `kind` and `key` for good and takes it out of
+/// its sockets' room lists; `false` if there was none.
+pub(super) fn close_room(rooms: &Rooms, kind: RoomKind, key: &str) -> bool {
+    let Some((room, sockets)) = rooms.close(kind, key) else {
+        return false;
+    };
+    for socket in sockets {
+        if let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() {
+            ctx.forget_room(&room);
+        }
+    }
+    true
+}
+
+/// `events`, in order and with one body, to this node's every socket of
+/// everyone in `room` but `me`, in the room spelling each joined with.
+pub(super) fn to_others(
+    room: &Room<Peer, Stored>,
+    me: &UserId,
+    events: &[&'static str],
+    body: impl Fn(&str) -> Json,
+) {
+    for peer in room.others(me).flat_map(|m| &m.sockets) {
         let body = body(&peer.alias);
         for event in events {
             send(&peer.socket, event, &body);

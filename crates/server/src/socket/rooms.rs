@@ -50,6 +50,24 @@ pub(crate) enum RoomKind {
     Chat,
 }
 
+impl RoomKind {
+    /// What the others hear when a user's first connection joins.
+    pub(crate) fn arrival_events(self) -> &'static [&'static str] {
+        match self {
+            Self::Call => &["webrtc:peer_joined", "presence:join"],
+            Self::Chat => &["presence:join"],
+        }
+    }
+
+    /// What the others hear when a user's last connection leaves.
+    pub(crate) fn departure_events(self) -> &'static [&'static str] {
+        match self {
+            Self::Call => &["webrtc:peer_left", "presence:leave"],
+            Self::Chat => &["presence:leave"],
+        }
+    }
+}
+
 /// The relayed events a room keeps for late joiners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Signal {

@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ctx::SocketCtx;
 use super::hub::{Admission, ChatNews, Joining, RoomHub};
+use super::local::{close_room, to_others};
 use super::reply::Reply;
 use super::rooms::{Peer, RoomKind, Rooms, Signal, SignalRoom, Sock};
 use super::send::{send, send_raw};
@@ -109,7 +110,9 @@ pub struct SharedRooms {
     rooms: Arc<Rooms>,
     node: String,
     prefix: String,
-    limits: ReplayLimits,
+    /// The replay bounds per sender (messages, bytes), as the relay
+    /// script's arguments.
+    replay_bounds: [String; 2],
     writer: mpsc::UnboundedSender<Op>,
     /// Joins whose script ran, until the reader reaches their entry.
     parked: DashMap<String, oneshot::Receiver<Parked>>,
@@ -167,7 +170,10 @@ impl SharedRooms {
             rooms,
             node: uuid::Uuid::new_v4().simple().to_string(),
             prefix: prefix.to_owned(),
-            limits,
+            replay_bounds: [
+                limits.max_messages.to_string(),
+                limits.max_bytes.to_string(),
+            ],
             writer: tx,
             parked: DashMap::new(),
             health: Arc::new(RedisHealth::new(prefix)),
@@ -201,7 +207,7 @@ impl SharedRooms {
             script.clone(),
             self.health.clone(),
         ));
-        let beat = tokio::spawn(self.clone().beat(commands));
+        let beat = tokio::spawn(self.clone().beat(commands, script));
         self.read(client, after).await;
         write.abort();
         beat.abort();
@@ -230,8 +236,7 @@ impl SharedRooms {
 
     // ---- heartbeat ---------------------------------------------------------
 
-    async fn beat(self: Arc<Self>, mut conn: ConnectionManager) {
-        let script = Script::new(SCRIPT);
+    async fn beat(self: Arc<Self>, mut conn: ConnectionManager, script: Script) {
         let mut first = true;
         loop {
             let mut invocation = script.prepare_invoke();
@@ -379,14 +384,10 @@ impl SharedRooms {
                 let mut s = room.lock();
                 s.everyone = parse_users(&field("p"));
                 if change == "first" {
-                    let events: &[&'static str] = match kind {
-                        RoomKind::Call => &["webrtc:peer_joined", "presence:join"],
-                        RoomKind::Chat => &["presence:join"],
-                    };
                     to_others(
                         &s.room,
                         &user,
-                        events,
+                        kind.arrival_events(),
                         |alias| json!({ "roomId": alias, "userId": user.as_str(), "role": role }),
                     );
                 }
@@ -429,14 +430,10 @@ impl SharedRooms {
                     let mut s = room.lock();
                     s.everyone = parse_users(&field("p"));
                     if field("last") == "1" {
-                        let events: &[&'static str] = match kind {
-                            RoomKind::Call => &["webrtc:peer_left", "presence:leave"],
-                            RoomKind::Chat => &["presence:leave"],
-                        };
                         to_others(
                             &s.room,
                             &user,
-                            events,
+                            kind.departure_events(),
                             |alias| json!({ "roomId": alias, "userId": user.as_str() }),
                         );
                     }
@@ -444,7 +441,9 @@ impl SharedRooms {
                 }
                 self.rooms.drop_if_idle(&room);
             }
-            "close" => self.close_here(kind, &id),
+            "close" => {
+                close_room(&self.rooms, kind, &id);
+            }
             "ended" => {
                 if let Some(room) = self.rooms.get(RoomKind::Chat, &id) {
                     room.lock().ended = true;
@@ -554,17 +553,6 @@ impl SharedRooms {
         let _ = p.admitted.send(Ok(()));
     }
 
-    fn close_here(&self, kind: RoomKind, id: &str) {
-        let Some((room, sockets)) = self.rooms.close(kind, id) else {
-            return;
-        };
-        for socket in sockets {
-            if let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() {
-                ctx.forget_room(&room);
-            }
-        }
-    }
-
     fn leave_here(&self, ctx: &SocketCtx, room: &SignalRoom) {
         room.lock().room.leave(ctx.socket_id);
         self.rooms.drop_if_idle(room);
@@ -576,7 +564,7 @@ impl RoomControl for SharedRooms {
         // Every node hears the call's end (in commit order) and closes its
         // own sockets' room at once, so a relay right after `call_ended` is
         // refused here; the script's close is the same on every node.
-        self.close_here(RoomKind::Call, call.as_str());
+        close_room(&self.rooms, RoomKind::Call, call.as_str());
         let args = self.args("close", &["c", call.as_str()]);
         self.queue(args, Done::Ignore);
     }
@@ -755,10 +743,6 @@ impl RoomHub for SharedRooms {
         check(&self.health)?;
         let description = matches!(signal, Signal::Offer | Signal::Answer);
         let size = body.get().len().to_string();
-        let (max_n, max_b) = (
-            self.limits.max_messages.to_string(),
-            self.limits.max_bytes.to_string(),
-        );
         let args = self.args(
             "relay",
             &[
@@ -771,8 +755,8 @@ impl RoomHub for SharedRooms {
                 if description { "1" } else { "0" },
                 &size,
                 body.get(),
-                &max_n,
-                &max_b,
+                &self.replay_bounds[0],
+                &self.replay_bounds[1],
             ],
         );
         self.queue(args, Done::Ack(reply.take()));
@@ -997,22 +981,6 @@ fn parse_users(text: &str) -> Map<String, Json> {
     match serde_json::from_str(text) {
         Ok(Json::Object(users)) => users,
         _ => Map::new(),
-    }
-}
-
-/// `events` to every local socket of everyone but `me`, in the room
-/// spelling each joined with.
-fn to_others(
-    members: &consultd_domain::Room<Peer, super::rooms::Stored>,
-    me: &UserId,
-    events: &[&'static str],
-    body: impl Fn(&str) -> Json,
-) {
-    for peer in members.others(me).flat_map(|m| &m.sockets) {
-        let body = body(&peer.alias);
-        for event in events {
-            send(&peer.socket, event, &body);
-        }
     }
 }
 
