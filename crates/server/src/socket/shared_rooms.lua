@@ -28,6 +28,18 @@ local function room(kind, id)
   return P .. ':r:' .. kind .. ':' .. id
 end
 
+-- A socket's membership, as the node's set `P:n:<node>` keeps it.
+local function membership(kind, id, sid)
+  return kind .. '\n' .. id .. '\n' .. sid
+end
+
+-- kind, id, sid of a membership.
+local function parse_membership(entry)
+  local a = string.find(entry, '\n', 1, true)
+  local b = string.find(entry, '\n', a + 1, true)
+  return string.sub(entry, 1, a - 1), string.sub(entry, a + 1, b - 1), string.sub(entry, b + 1)
+end
+
 local function emit(...)
   redis.call('XADD', P .. ':ev', 'MAXLEN', '~', maxlen, '*', ...)
 end
@@ -55,7 +67,7 @@ local function leave(kind, id, node, sid)
   local base = room(kind, id)
   local member = node .. '/' .. sid
   local user = redis.call('HGET', base .. ':m', member)
-  redis.call('SREM', P .. ':n:' .. node, kind .. '\n' .. id .. '\n' .. sid)
+  redis.call('SREM', P .. ':n:' .. node, membership(kind, id, sid))
   if not user then
     return false
   end
@@ -91,7 +103,7 @@ if op == 'join' then
     change = 'again'
   else
     redis.call('HSET', base .. ':m', member, user)
-    redis.call('SADD', P .. ':n:' .. node, kind .. '\n' .. id .. '\n' .. sid)
+    redis.call('SADD', P .. ':n:' .. node, membership(kind, id, sid))
     local raw = redis.call('HGET', base .. ':u', user)
     if raw then
       local u = cjson.decode(raw)
@@ -183,10 +195,9 @@ elseif op == 'leave_all' then
   -- node, sid: every room the socket is in
   local node, sid = ARGV[4], ARGV[5]
   for _, entry in ipairs(redis.call('SMEMBERS', P .. ':n:' .. node)) do
-    local a = string.find(entry, '\n', 1, true)
-    local b = string.find(entry, '\n', a + 1, true)
-    if string.sub(entry, b + 1) == sid then
-      leave(string.sub(entry, 1, a - 1), string.sub(entry, a + 1, b - 1), node, sid)
+    local kind, id, of = parse_membership(entry)
+    if of == sid then
+      leave(kind, id, node, sid)
     end
   end
   return 'ok'
@@ -202,7 +213,7 @@ elseif op == 'close' then
   for i = 1, #flat, 2 do
     local slash = string.find(flat[i], '/', 1, true)
     local node, sid = string.sub(flat[i], 1, slash - 1), string.sub(flat[i], slash + 1)
-    redis.call('SREM', P .. ':n:' .. node, kind .. '\n' .. id .. '\n' .. sid)
+    redis.call('SREM', P .. ':n:' .. node, membership(kind, id, sid))
   end
   for _, sender in ipairs(redis.call('LRANGE', base .. ':s', 0, -1)) do
     redis.call('DEL', base .. ':l:' .. sender)
@@ -238,10 +249,8 @@ elseif op == 'beat' then
   local reaped = 0
   for _, dead in ipairs(redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', now - stale)) do
     for _, entry in ipairs(redis.call('SMEMBERS', P .. ':n:' .. dead)) do
-      local a = string.find(entry, '\n', 1, true)
-      local b = string.find(entry, '\n', a + 1, true)
-      leave(string.sub(entry, 1, a - 1), string.sub(entry, a + 1, b - 1), dead,
-        string.sub(entry, b + 1))
+      local kind, id, sid = parse_membership(entry)
+      leave(kind, id, dead, sid)
     end
     redis.call('DEL', P .. ':n:' .. dead)
     for _, user in ipairs(redis.call('SMEMBERS', P .. ':nu:' .. dead)) do
