@@ -228,38 +228,21 @@ impl ChatService {
     }
 
     /// The user's sessions in progress (`waiting`, `live`) for the connect
-    /// resync, each re-read under its order lock so that a status pushed
-    /// meanwhile is never followed by an older one. Only those that last
-    /// changed before `joined_at` are given to `emit`: later changes reached
-    /// the socket live.
-    ///
-    /// This reads under the order lock, against that lock's rule: a
-    /// committer holds a connection while it waits for the lock, so with
-    /// every pool connection held by committers of the same stripe this
-    /// read would wait for the pool timeout (then fail and log). That takes
-    /// a pool's worth of concurrent commits on one stripe; the stale
-    /// status it prevents is far likelier.
+    /// resync. A status read here may be older than one already pushed
+    /// live; the socket layer drops it then (`socket::told`).
     pub async fn resync_chat(
         &self,
         p: &Principal,
-        joined_at: Timestamp,
         emit: impl Fn(&ChatStatusView),
     ) -> Result<(), ApiError> {
         if p.is_admin() {
             return Ok(());
         }
-        let conn = self.ctx.db.conn();
         let in_progress = ChatRepo
-            .in_progress_for(conn, p.user_id.as_str(), p.is_host())
+            .in_progress_for(self.ctx.db.conn(), p.user_id.as_str(), p.is_host())
             .await?;
-        for listed in in_progress {
-            let _ordered = self.ctx.order.lock(listed.id.as_str()).await;
-            let Some(session) = ChatRepo.find(conn, listed.id.as_str()).await? else {
-                continue;
-            };
-            if session.updated_at <= joined_at {
-                emit(&ChatStatusView::from(&session));
-            }
+        for session in &in_progress {
+            emit(&ChatStatusView::from(session));
         }
         Ok(())
     }

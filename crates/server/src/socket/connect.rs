@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
-use consultd_domain::{Principal, Timestamp, TutoringStatus};
+use consultd_domain::{Principal, TutoringStatus};
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
@@ -15,6 +15,7 @@ use super::ctx::SocketCtx;
 use super::dispatch::{Dispatcher, Lane};
 use super::node::SocketState;
 use super::outbox::GUESTS_ROOM;
+use super::told::Said;
 use crate::auth::{AuthError, handshake_token};
 use crate::limits::client_ip;
 use crate::state::AppState;
@@ -52,17 +53,14 @@ pub(super) async fn authenticate(
     };
     let config = &state.config;
     let bucket = TokenBucket::new(config.event_rate, config.event_burst, Instant::now());
-    let ctx = Arc::new(SocketCtx::new(
-        socket.id,
-        principal,
-        bucket,
-        state.clock.now(),
-    ));
+    let ctx = Arc::new(SocketCtx::new(socket.id, principal, bucket));
+    // Before the joins: a push that finds the socket in its user room must
+    // find what it was told too.
+    socket.extensions.insert(ctx.clone());
     socket.join(ctx.principal.user_id.room());
     if ctx.principal.is_guest() {
         socket.join(GUESTS_ROOM);
     }
-    socket.extensions.insert(ctx.clone());
     let lane = Lane::default();
     socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone(), lane.clone()));
     let hub = state.hub.clone();
@@ -119,43 +117,30 @@ pub(super) async fn on_connect(state: SocketState, socket: SocketRef) {
         let _entered = ctx.span.enter();
         tracing::info!(transport = ?socket.transport_type(), protocol = ?socket.protocol(), "socket connected");
     }
-    resync(&state, &socket, &ctx, Some(ctx.joined_at)).await;
+    resync(&state, &socket, &ctx).await;
 }
 
 /// Re-sends what the user must know now: a still-live `call_invitation`,
 /// the `session:status` of each chat session in progress, and, for a
-/// teacher, each still-answerable `session:incoming`. With `since`, only
-/// what changed up to then (later changes reached the socket live); without
-/// it, everything (after pushes may have been missed: a bus gap).
-pub(crate) async fn resync(
-    app: &AppState,
-    socket: &SocketRef,
-    ctx: &SocketCtx,
-    since: Option<Timestamp>,
-) {
-    let before = since.unwrap_or(Timestamp::MAX_UTC);
+/// teacher, each still-answerable `session:incoming`. What the socket was
+/// already told, live or by an earlier resync, is not sent again
+/// ([`super::told`]).
+pub(crate) async fn resync(app: &AppState, socket: &SocketRef, ctx: &SocketCtx) {
+    ctx.set_resyncing(true);
     let services = &app.services;
     match services
         .calls
         .pending_invitation(&ctx.principal.user_id)
         .await
     {
-        // Newer ones were pushed to this socket live (it was already in its
-        // user room); re-sending them would deliver them twice.
-        Ok(Some(call)) if call.created_at <= before => {
-            if let Err(e) = socket.emit("call_invitation", &call) {
-                tracing::debug!(error = %e, "invitation resync not sent");
-            }
-        }
-        Ok(_) => {}
+        Ok(Some(call)) => resend(socket, ctx, "call_invitation", &call),
+        Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "invitation resync failed"),
     }
     let resync = services
         .chat
-        .resync_chat(&ctx.principal, before, |status| {
-            if let Err(e) = socket.emit("session:status", status) {
-                tracing::debug!(error = %e, "chat status resync not sent");
-            }
+        .resync_chat(&ctx.principal, |status| {
+            resend(socket, ctx, "session:status", status);
         })
         .await;
     if let Err(e) = resync {
@@ -169,14 +154,28 @@ pub(crate) async fn resync(
         {
             Ok(pending) => {
                 // Oldest first, as they arrived.
-                for session in pending.iter().rev().filter(|s| s.created_at <= before) {
-                    if let Err(e) = socket.emit("session:incoming", session) {
-                        tracing::debug!(error = %e, "session resync not sent");
-                    }
+                for session in pending.iter().rev() {
+                    resend(socket, ctx, "session:incoming", session);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "session resync failed"),
         }
+    }
+    ctx.set_resyncing(false);
+}
+
+fn resend<T: serde::Serialize>(socket: &SocketRef, ctx: &SocketCtx, event: &'static str, body: &T) {
+    let said = serde_json::to_value(body)
+        .ok()
+        .and_then(|v| Said::of(event, &v));
+    let send = || {
+        if let Err(e) = socket.emit(event, body) {
+            tracing::debug!(event, error = %e, "resync not sent");
+        }
+    };
+    match said {
+        Some(said) => ctx.tell_once(said, true, send),
+        None => send(),
     }
 }
 
@@ -187,7 +186,7 @@ pub async fn resync_everyone(io: &SocketIo, app: &AppState) {
     };
     for socket in root.sockets() {
         if let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() {
-            resync(app, &socket, &ctx, None).await;
+            resync(app, &socket, &ctx).await;
         }
     }
 }

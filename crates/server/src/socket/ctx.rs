@@ -4,10 +4,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use consultd_domain::{Principal, Timestamp, TokenBucket};
+use consultd_domain::{Principal, TokenBucket};
 use socketioxide::socket::Sid;
 
 use super::rooms::{RoomKind, SignalRoom};
+use super::told::{Said, Told};
 use crate::sync::lock;
 
 /// The rooms a socket is in, by the room id it used.
@@ -25,9 +26,8 @@ pub(crate) struct SocketCtx {
     /// `socket.id` as text, for `fromSocketId`.
     pub(crate) sid: String,
     pub(crate) span: tracing::Span,
-    /// When the socket joined its user room: pushes made after this reach
-    /// it live, so the connect-time resync re-sends only what is older.
-    pub(crate) joined_at: Timestamp,
+    /// What it was told of the pushes a resync re-sends.
+    told: Mutex<Told>,
     pub(crate) joined: Mutex<JoinedRooms>,
     /// Its send queue overflowed and its connection is being closed.
     pub(crate) overflowed: AtomicBool,
@@ -36,12 +36,7 @@ pub(crate) struct SocketCtx {
 }
 
 impl SocketCtx {
-    pub(crate) fn new(
-        sid: Sid,
-        principal: Principal,
-        bucket: TokenBucket,
-        joined_at: Timestamp,
-    ) -> Self {
+    pub(crate) fn new(sid: Sid, principal: Principal, bucket: TokenBucket) -> Self {
         let span = tracing::info_span!(
             "socket",
             sid = %sid,
@@ -53,11 +48,26 @@ impl SocketCtx {
             socket_id: sid,
             sid: sid.to_string(),
             span,
-            joined_at,
+            told: Mutex::new(Told::resyncing()),
             joined: Mutex::new(JoinedRooms::default()),
             overflowed: AtomicBool::new(false),
             bucket: Mutex::new(bucket),
         }
+    }
+
+    /// Runs `send` unless the socket was already told `said` (or a later
+    /// stage of it) by the resync or live. It sends under the lock, so
+    /// the two paths' sends keep the order they were decided in.
+    pub(crate) fn tell_once(&self, said: Said, by_resync: bool, send: impl FnOnce()) {
+        let mut told = lock(&self.told);
+        if told.first(said, by_resync, Instant::now()) {
+            send();
+        }
+    }
+
+    /// Around a resync: live pushes are remembered while it reads.
+    pub(crate) fn set_resyncing(&self, on: bool) {
+        lock(&self.told).set_resyncing(on);
     }
 
     /// Takes one event's worth from the socket's rate.

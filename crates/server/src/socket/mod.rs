@@ -24,6 +24,7 @@ pub(crate) mod rooms;
 mod send;
 mod shared_rooms;
 mod signal;
+mod told;
 
 use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};

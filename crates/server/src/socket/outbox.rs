@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use serde::Serialize;
 use socketioxide::SocketIo;
 
+use super::ctx::SocketCtx;
 use super::rooms::{RoomKind, Rooms};
 use super::send::send;
+use super::told::Said;
 use crate::service::outbox::{Audience, Outbox, Push};
 
 /// The socketioxide room every guest socket joins, for `doctor_online` /
@@ -28,7 +30,13 @@ impl LocalOutbox {
 }
 
 impl LocalOutbox {
-    async fn deliver<T: Serialize + Sync + ?Sized>(&self, to: Audience, event: &str, push: &T) {
+    async fn deliver<T: Serialize + Sync + ?Sized>(
+        &self,
+        to: Audience,
+        event: &str,
+        push: &T,
+        said: Option<Said>,
+    ) {
         let targets: Vec<String> = match to {
             Audience::Users(users) => users.iter().map(|u| u.room()).collect(),
             Audience::Guests => vec![GUESTS_ROOM.to_owned()],
@@ -49,19 +57,46 @@ impl LocalOutbox {
             tracing::debug!(event, "push skipped: the socket layer is closed");
             return;
         };
-        if let Err(e) = root.to(targets).emit(event, push).await {
-            tracing::warn!(event, error = %e, "push not sent");
+        let Some(said) = said else {
+            if let Err(e) = root.to(targets).emit(event, push).await {
+                tracing::warn!(event, error = %e, "push not sent");
+            }
+            return;
+        };
+        // A push the connect resync also sends: each socket is told once.
+        for socket in root.to(targets).sockets() {
+            let send = || {
+                if let Err(e) = socket.emit(event, push) {
+                    tracing::debug!(sid = %socket.id, event, error = %e, "push not delivered");
+                }
+            };
+            match socket.extensions.get::<Arc<SocketCtx>>() {
+                Some(ctx) => ctx.tell_once(said.clone(), false, send),
+                None => send(),
+            }
         }
     }
+}
+
+/// What identifies `push` for [`Said`], for the few that have it.
+fn said_of<T: Serialize + ?Sized>(event: &str, push: &T) -> Option<Said> {
+    if !Said::resynced(event) {
+        return None;
+    }
+    serde_json::to_value(push)
+        .ok()
+        .and_then(|body| Said::of(event, &body))
 }
 
 #[async_trait]
 impl Outbox for LocalOutbox {
     async fn push(&self, to: Audience, push: Push) {
-        self.deliver(to, push.event(), &push).await;
+        let said = said_of(push.event(), &push);
+        self.deliver(to, push.event(), &push, said).await;
     }
 
     async fn push_json(&self, to: Audience, event: &str, body: serde_json::Value) {
-        self.deliver(to, event, &body).await;
+        let said = Said::of(event, &body);
+        self.deliver(to, event, &body, said).await;
     }
 }

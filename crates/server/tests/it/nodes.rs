@@ -21,6 +21,11 @@ struct Pair {
 }
 
 async fn pair() -> Option<Pair> {
+    pair_with(|_| {}).await
+}
+
+/// [`pair`] with node B's config adjusted by `tweak_b`.
+async fn pair_with(tweak_b: impl FnOnce(&mut consultd_server::config::Config)) -> Option<Pair> {
     if std::env::var(TEST_DATABASE_URL).is_err() {
         eprintln!("skipped: two nodes need PostgreSQL ({TEST_DATABASE_URL})");
         return None;
@@ -31,7 +36,7 @@ async fn pair() -> Option<Pair> {
         c.rest_burst = 10_000;
     })
     .await;
-    let b = a.another_node().await;
+    let b = a.another_node_with(tweak_b).await;
     let doctor = a.token("d1", "doctor");
     let (status, body) = a
         .post(
@@ -269,6 +274,130 @@ async fn an_offline_invitee_who_connects_to_the_other_node_is_invited_once() {
     let invitation = patient.expect_event("call_invitation").await;
     assert_eq!(invitation[0]["id"], call.as_str());
     patient.expect_no_event("call_invitation", QUIET).await;
+    p.stop().await;
+}
+
+/// A TCP proxy to PostgreSQL that holds every reply for `lag` once
+/// lagging: the node behind it hears the bus late, and its own queries
+/// answer late.
+struct LaggingPostgres {
+    /// The test database's URL with the proxy's address.
+    url: String,
+    lag_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl LaggingPostgres {
+    /// Called inside the tests' runtime (it spawns the proxy's tasks).
+    fn start(database_url: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // postgres://user@host:port/db?…
+        let (scheme_user, rest) = database_url.split_once('@').unwrap();
+        let (server, path) = rest.split_once('/').unwrap();
+        let server = server.to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("{scheme_user}@{}/{path}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let lag_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let lag = lag_ms.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(&server).await else {
+                    continue;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = upstream.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                });
+                let lag = lag.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from_server.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let ms = lag.load(Ordering::SeqCst);
+                        if ms > 0 {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        if to_client.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            lag_ms,
+            accept,
+        }
+    }
+
+    fn lag(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap();
+        self.lag_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for LaggingPostgres {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Node B hears the bus half a second late: a patient who connects to it
+/// right after the invitation was committed gets it live during the
+/// connect resync, and a customer gets the chat's `waiting` the same way.
+/// Each is told once.
+#[tokio::test]
+async fn what_the_other_node_hears_late_is_told_once_on_connect() {
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let lagging = slot.clone();
+    let Some(p) = pair_with(move |c| {
+        let proxy = LaggingPostgres::start(c.database_url.as_deref().unwrap());
+        c.database_url = Some(proxy.url.clone());
+        *lagging.lock().unwrap() = Some(proxy);
+    })
+    .await
+    else {
+        return;
+    };
+    let proxy = slot.lock().unwrap().take().unwrap();
+    // Everything but the connects goes through node A, which is on time.
+    p.start_schedule().await;
+    let patient_token = p.a.token("p1", "patient");
+    p.ready(&p.a, &patient_token).await;
+    proxy.lag(Duration::from_millis(150));
+
+    let call = p.invite("p1").await;
+    let mut patient = p.b.connect(&patient_token).await;
+    let invitation = patient.expect_event("call_invitation").await;
+    assert_eq!(invitation[0]["id"], call.as_str());
+    patient
+        .expect_no_event("call_invitation", Duration::from_secs(3))
+        .await;
+
+    let customer = p.a.token("c1", "customer");
+    let mechanic = p.a.token("m1", "mechanic");
+    let (status, body) = p.a.post("/api/chat-sessions", &customer, json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    let chat = id_of(&body["data"]);
+    let accept = format!("/api/chat-sessions/{chat}/accept");
+    let (status, body) = p.a.post(&accept, &mechanic, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let mut shopper = p.b.connect(&customer).await;
+    let told = shopper.expect_event("session:status").await;
+    assert_eq!(told[0]["id"], chat.as_str());
+    assert_eq!(told[0]["status"], "waiting");
+    shopper
+        .expect_no_event("session:status", Duration::from_secs(3))
+        .await;
+
+    proxy.lag(Duration::ZERO);
     p.stop().await;
 }
 
