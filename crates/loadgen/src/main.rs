@@ -1,11 +1,13 @@
 //! consultd's load generator. Runs against a running server and measures:
-//! - `connect`: N authenticated idle sockets — connect rate and the
-//!   server's resident memory per socket (from `/proc/<pid>/status`);
+//! - `connect`: N authenticated idle sockets — connect rate, the server's
+//!   CPU per connect (`/proc/<pid>/stat`) and resident memory per socket
+//!   (`/proc/<pid>/status`), again after all reconnect at once, and the
+//!   memory left once all have closed;
 //! - `relay`: pairs in call rooms, the doctor relaying `webrtc:ice_candidate`
 //!   to the patient — delivered messages per second and latency, at
 //!   saturation (a bounded window per pair) or at a fixed total rate;
-//! - `setup`: pairs set up at a fixed rate — connect both, join both, offer
-//!   and answer — and the time that takes;
+//! - `setup`: calls set up at a fixed rate — the REST call that creates
+//!   it, connect both, join both, offer and answer — and the time that takes;
 //! - `chat`: customer/mechanic pairs in live chat sessions, the customer
 //!   sending `chat:send_message` (each one stored before it is broadcast) —
 //!   messages delivered to the mechanic per second and latency.
@@ -51,13 +53,26 @@ struct Cli {
 
 #[derive(Subcommand, Clone)]
 enum Scenario {
-    /// Idle authenticated sockets: connect rate and memory per socket.
+    /// Idle authenticated sockets: connect rate, server CPU per connect and
+    /// memory per socket; then all of them reconnect at once, then all
+    /// close (and `--cycles` more connect-and-close rounds).
     Connect {
         #[arg(long, default_value_t = 10_000)]
         sockets: usize,
-        /// Connects in flight at once.
+        /// Connects in flight at once (a new one starts as one finishes).
         #[arg(long, default_value_t = 100)]
         concurrency: usize,
+        /// Seconds to wait before reading the server's memory with the
+        /// sockets open.
+        #[arg(long, default_value_t = 5)]
+        settle: u64,
+        /// Seconds to wait after closing them all (longer than the
+        /// allocator's decay time, 10 s for jemalloc).
+        #[arg(long, default_value_t = 12)]
+        drain: u64,
+        /// Extra rounds of connecting every socket and closing them all.
+        #[arg(long, default_value_t = 0)]
+        cycles: usize,
     },
     /// Relay throughput and latency of `webrtc:ice_candidate`.
     Relay {
@@ -148,6 +163,16 @@ impl Ctx {
 
     fn micros(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The server's user + system CPU time so far, in µs (`/proc` counts
+    /// it in 10 ms ticks: read it over seconds, not milliseconds).
+    fn cpu_us(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        // The command name may hold spaces; the fields after it do not.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks * 10_000)
     }
 
     fn rss_kib(&self) -> Option<u64> {
@@ -263,44 +288,99 @@ fn percentiles(samples: &mut [u64]) -> Percentiles {
 
 // ---- connect -----------------------------------------------------------------
 
-async fn connect_scenario(ctx: &Ctx, sockets: usize, concurrency: usize) -> Result<Value, String> {
-    let before = ctx.rss_kib();
-    let started = Instant::now();
-    let mut idle = Vec::with_capacity(sockets);
-    let mut next = 0;
-    while next < sockets {
-        let batch: Vec<usize> = (next..(next + concurrency).min(sockets)).collect();
-        next += batch.len();
-        let conns = futures_util::future::join_all(batch.iter().map(|i| {
-            // Half hosts, half guests: both connect-time resync paths.
+/// `sockets` idle authenticated connections, `concurrency` connects in flight
+/// at any moment; half hosts, half guests (both connect-time resync paths).
+async fn connect_all(
+    ctx: &Ctx,
+    sockets: usize,
+    concurrency: usize,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let conns: Vec<Result<Conn, String>> = futures_util::stream::iter(0..sockets)
+        .map(|i| {
             let role = if i % 2 == 0 { "doctor" } else { "patient" };
             let token = ctx.token(&format!("{}-c{i}", ctx.run), role);
             let ws = ctx.ws.clone();
             async move { Conn::connect(&ws, &token).await }
-        }))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
         .await;
-        for c in conns {
-            idle.push(tokio::task::spawn_local(c?.idle()));
-        }
+    let mut idle = Vec::with_capacity(sockets);
+    for c in conns {
+        idle.push(tokio::task::spawn_local(c?.idle()));
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    // Let the server settle (its connect handlers run after CONNECT).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = ctx.rss_kib();
-    for t in &idle {
+    Ok(idle)
+}
+
+fn close_all(idle: Vec<tokio::task::JoinHandle<()>>) {
+    for t in idle {
         t.abort();
     }
-    let per_socket = match (before, after) {
-        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / sockets as f64),
-        _ => None,
-    };
+}
+
+fn per(total: Option<u64>, n: usize) -> Option<f64> {
+    total.map(|t| round(t as f64 / n.max(1) as f64))
+}
+
+fn minus(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    Some(a?.saturating_sub(b?))
+}
+
+async fn connect_scenario(
+    ctx: &Ctx,
+    sockets: usize,
+    concurrency: usize,
+    (settle, drain): (u64, u64),
+    cycles: usize,
+) -> Result<Value, String> {
+    let settle = Duration::from_secs(settle);
+    let drain = Duration::from_secs(drain);
+    let idle_rss = ctx.rss_kib();
+
+    // The connect handlers (the resync) run after CONNECT: the CPU they
+    // take is counted up to the end of the settle time.
+    let cpu = ctx.cpu_us();
+    let started = Instant::now();
+    let open = connect_all(ctx, sockets, concurrency).await?;
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(settle).await;
+    let connect_cpu = minus(ctx.cpu_us(), cpu);
+    let open_rss = ctx.rss_kib();
+
+    // Every client reconnects at once, as after a network blip: the old
+    // sockets are still being closed while the new ones arrive.
+    close_all(open);
+    let cpu = ctx.cpu_us();
+    let started = Instant::now();
+    let open = connect_all(ctx, sockets, concurrency).await?;
+    let reconnect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(settle).await;
+    let reconnect_cpu = minus(ctx.cpu_us(), cpu);
+    let reconnected_rss = ctx.rss_kib();
+
+    close_all(open);
+    tokio::time::sleep(drain).await;
+    let mut closed_rss = vec![ctx.rss_kib()];
+    for _ in 0..cycles {
+        close_all(connect_all(ctx, sockets, concurrency).await?);
+        tokio::time::sleep(drain).await;
+        closed_rss.push(ctx.rss_kib());
+    }
+    let kib_per =
+        |rss: Option<u64>| minus(rss, idle_rss).map(|grown| round(grown as f64 / sockets as f64));
     Ok(json!({
         "sockets": sockets,
-        "seconds": round(elapsed),
-        "connects_per_sec": round(sockets as f64 / elapsed),
-        "rss_before_kib": before,
-        "rss_after_kib": after,
-        "kib_per_socket": per_socket.map(round),
+        "concurrency": concurrency,
+        "seconds": round(connect_secs),
+        "connects_per_sec": round(sockets as f64 / connect_secs),
+        "cpu_us_per_connect": per(connect_cpu, sockets),
+        "reconnects_per_sec": round(sockets as f64 / reconnect_secs),
+        "cpu_us_per_reconnect": per(reconnect_cpu, sockets),
+        "rss_idle_kib": idle_rss,
+        "rss_open_kib": open_rss,
+        "kib_per_socket": kib_per(open_rss),
+        "kib_per_socket_after_reconnect": kib_per(reconnected_rss),
+        "rss_after_close_kib": closed_rss,
     }))
 }
 
@@ -421,10 +501,21 @@ async fn throughput(
             stop_at + Duration::from_millis(500),
         )));
     }
+    // The server's CPU over the measured window only.
+    let cpu = {
+        let ctx = ctx.clone();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep_until((start + warmup).into()).await;
+            let before = ctx.cpu_us();
+            tokio::time::sleep(measure).await;
+            minus(ctx.cpu_us(), before)
+        })
+    };
     let mut sent = 0;
     for t in tasks {
         sent += t.await.map_err(|e| e.to_string())??;
     }
+    let cpu = cpu.await.map_err(|e| e.to_string())?;
     let mut samples = Vec::new();
     for t in samples_tasks {
         samples.extend(t.await.map_err(|e| e.to_string())?);
@@ -438,6 +529,7 @@ async fn throughput(
         "sent_total": sent,
         "delivered_in_window": delivered,
         "delivered_per_sec": round(delivered as f64 / measure.as_secs_f64()),
+        "cpu_us_per_msg": cpu.map(|c| round3(c as f64 / delivered.max(1) as f64)),
         "p50_ms": round3(p.p50),
         "p99_ms": round3(p.p99),
         "p999_ms": round3(p.p999),
@@ -585,8 +677,14 @@ async fn receive_loop(
 
 const SDP: &str = "v=0\\r\\no=- 4611731400430051336 2 IN IP4 127.0.0.1\\r\\ns=-\\r\\nt=0 0\\r\\na=group:BUNDLE 0 1\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\\r\\nc=IN IP4 0.0.0.0\\r\\na=ice-ufrag:sXbM\\r\\na=ice-pwd:7VzBrJ5xAPUfYAXWkAS1aTfq\\r\\na=fingerprint:sha-256 5B:D3:8E:66:0E:7D:D3:F3:8E:E6:80:28:19:FC:55:AD:58:5D:B9:1D:72:41:C3:D0:2F:12:28:A4:CE:43:1B:3A\\r\\na=setup:actpass\\r\\na=mid:0\\r\\na=sendrecv\\r\\na=rtcp-mux\\r\\na=rtpmap:111 opus/48000/2\\r\\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\\r\\nc=IN IP4 0.0.0.0\\r\\na=mid:1\\r\\na=sendrecv\\r\\na=rtpmap:96 VP8/90000\\r\\n";
 
-async fn setup_one(ctx: &Ctx, room: &str, d: &str, p: &str) -> Result<(u64, Conn, Conn), String> {
+/// One call set up from nothing: the REST call that creates it, both
+/// connects, both joins, offer and answer. The whole time and the REST
+/// call's, in µs.
+async fn setup_one(ctx: &Ctx, d: &str, p: &str) -> Result<(u64, u64, Conn, Conn), String> {
     let t0 = Instant::now();
+    let room = ctx.create_call(d, p).await?;
+    let rest = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let room = room.as_str();
     let (dt, pt) = (ctx.token(d, "doctor"), ctx.token(p, "patient"));
     let (doctor, patient) = tokio::join!(Conn::connect(&ctx.ws, &dt), Conn::connect(&ctx.ws, &pt));
     let (mut doctor, mut patient) = (doctor?, patient?);
@@ -611,36 +709,38 @@ async fn setup_one(ctx: &Ctx, room: &str, d: &str, p: &str) -> Result<(u64, Conn
     patient.send(answer).await?;
     doctor.expect("webrtc:answer").await?;
     let took = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
-    Ok((took, doctor, patient))
+    Ok((took, rest, doctor, patient))
 }
 
 async fn setup_scenario(ctx: &Rc<Ctx>, pairs: usize, rate: u64) -> Result<Value, String> {
     let tag = "s";
-    let rooms = ctx.create_calls(tag, pairs).await?;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(pairs);
-    for (i, room) in rooms.into_iter().enumerate() {
+    for i in 0..pairs {
         tick.tick().await;
         let ctx = ctx.clone();
         tasks.push(tokio::task::spawn_local(async move {
             let (d, p) = ctx.pair(tag, i);
-            setup_one(&ctx, &room, &d, &p).await
+            setup_one(&ctx, &d, &p).await
         }));
     }
     let mut samples = Vec::with_capacity(pairs);
+    let mut rest = Vec::with_capacity(pairs);
     let mut open = Vec::with_capacity(pairs * 2);
     for t in tasks {
-        let (took, d, p) = t.await.map_err(|e| e.to_string())??;
+        let (took, rest_took, d, p) = t.await.map_err(|e| e.to_string())??;
         samples.push(took);
+        rest.push(rest_took);
         open.push(d);
         open.push(p);
     }
     let elapsed = started.elapsed().as_secs_f64();
     drop(open);
     let p = percentiles(&mut samples);
+    let r = percentiles(&mut rest);
     Ok(json!({
         "pairs": pairs,
         "target_rate": rate,
@@ -648,6 +748,8 @@ async fn setup_scenario(ctx: &Rc<Ctx>, pairs: usize, rate: u64) -> Result<Value,
         "p50_ms": round3(p.p50),
         "p99_ms": round3(p.p99),
         "max_ms": round3(p.max),
+        "rest_p50_ms": round3(r.p50),
+        "rest_p99_ms": round3(r.p99),
     }))
 }
 
@@ -691,8 +793,20 @@ fn print_table(results: &serde_json::Map<String, Value>) {
             cell("p99_ms"),
             cell("p999_ms")
         );
-        if let Some(k) = r.get("kib_per_socket") {
-            println!("{:<28} {:>14}", "  server KiB per socket", k.to_string());
+        for (key, label) in [
+            ("kib_per_socket", "server KiB per socket"),
+            ("kib_per_socket_after_reconnect", "  after all reconnect"),
+            ("rss_idle_kib", "server RSS idle KiB"),
+            ("rss_after_close_kib", "  after all close KiB"),
+            ("cpu_us_per_connect", "server CPU µs per connect"),
+            ("reconnects_per_sec", "reconnects per second"),
+            ("cpu_us_per_msg", "server CPU µs per message"),
+            ("rest_p50_ms", "REST start p50 ms"),
+            ("rest_p99_ms", "REST start p99 ms"),
+        ] {
+            if let Some(v) = r.get(key).filter(|v| !v.is_null()) {
+                println!("  {label:<26} {:>14}", v.to_string());
+            }
         }
     }
 }
@@ -717,10 +831,22 @@ async fn run(cli: Cli) -> Result<(), String> {
     });
     let mut results = serde_json::Map::new();
     let scenarios = match cli.scenario {
+        // Both arrival rates (issue 18): 10 and 100 connects in flight; the
+        // connect-and-close cycles once, at the faster one.
         Scenario::All => vec![
             Scenario::Connect {
                 sockets: 10_000,
+                concurrency: 10,
+                settle: 5,
+                drain: 12,
+                cycles: 0,
+            },
+            Scenario::Connect {
+                sockets: 10_000,
                 concurrency: 100,
+                settle: 5,
+                drain: 12,
+                cycles: 5,
             },
             Scenario::Relay {
                 pairs: 100,
@@ -746,9 +872,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             Scenario::Connect {
                 sockets,
                 concurrency,
+                settle,
+                drain,
+                cycles,
             } => (
-                format!("connect {sockets} sockets"),
-                connect_scenario(&ctx, sockets, concurrency).await?,
+                format!("connect {sockets} by {concurrency}"),
+                connect_scenario(&ctx, sockets, concurrency, (settle, drain), cycles).await?,
             ),
             Scenario::Relay {
                 pairs,
