@@ -326,6 +326,36 @@ fn minus(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     Some(a?.saturating_sub(b?))
 }
 
+/// What one round of connects cost the server.
+struct Connected {
+    open: Vec<tokio::task::JoinHandle<()>>,
+    secs: f64,
+    /// Its CPU up to the end of the settle time: the connect handlers
+    /// (the resync) run after CONNECT.
+    cpu: Option<u64>,
+    /// Its RSS after the settle time.
+    rss: Option<u64>,
+}
+
+async fn connect_phase(
+    ctx: &Ctx,
+    sockets: usize,
+    concurrency: usize,
+    settle: Duration,
+) -> Result<Connected, String> {
+    let cpu = ctx.cpu_us();
+    let started = Instant::now();
+    let open = connect_all(ctx, sockets, concurrency).await?;
+    let secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(settle).await;
+    Ok(Connected {
+        open,
+        secs,
+        cpu: minus(ctx.cpu_us(), cpu),
+        rss: ctx.rss_kib(),
+    })
+}
+
 async fn connect_scenario(
     ctx: &Ctx,
     sockets: usize,
@@ -337,28 +367,12 @@ async fn connect_scenario(
     let drain = Duration::from_secs(drain);
     let idle_rss = ctx.rss_kib();
 
-    // The connect handlers (the resync) run after CONNECT: the CPU they
-    // take is counted up to the end of the settle time.
-    let cpu = ctx.cpu_us();
-    let started = Instant::now();
-    let open = connect_all(ctx, sockets, concurrency).await?;
-    let connect_secs = started.elapsed().as_secs_f64();
-    tokio::time::sleep(settle).await;
-    let connect_cpu = minus(ctx.cpu_us(), cpu);
-    let open_rss = ctx.rss_kib();
-
+    let first = connect_phase(ctx, sockets, concurrency, settle).await?;
     // Every client reconnects at once, as after a network blip: the old
     // sockets are still being closed while the new ones arrive.
-    close_all(open);
-    let cpu = ctx.cpu_us();
-    let started = Instant::now();
-    let open = connect_all(ctx, sockets, concurrency).await?;
-    let reconnect_secs = started.elapsed().as_secs_f64();
-    tokio::time::sleep(settle).await;
-    let reconnect_cpu = minus(ctx.cpu_us(), cpu);
-    let reconnected_rss = ctx.rss_kib();
-
-    close_all(open);
+    close_all(first.open);
+    let again = connect_phase(ctx, sockets, concurrency, settle).await?;
+    close_all(again.open);
     tokio::time::sleep(drain).await;
     let mut closed_rss = vec![ctx.rss_kib()];
     for _ in 0..cycles {
@@ -371,15 +385,15 @@ async fn connect_scenario(
     Ok(json!({
         "sockets": sockets,
         "concurrency": concurrency,
-        "seconds": round(connect_secs),
-        "connects_per_sec": round(sockets as f64 / connect_secs),
-        "cpu_us_per_connect": per(connect_cpu, sockets),
-        "reconnects_per_sec": round(sockets as f64 / reconnect_secs),
-        "cpu_us_per_reconnect": per(reconnect_cpu, sockets),
+        "seconds": round(first.secs),
+        "connects_per_sec": round(sockets as f64 / first.secs),
+        "cpu_us_per_connect": per(first.cpu, sockets),
+        "reconnects_per_sec": round(sockets as f64 / again.secs),
+        "cpu_us_per_reconnect": per(again.cpu, sockets),
         "rss_idle_kib": idle_rss,
-        "rss_open_kib": open_rss,
-        "kib_per_socket": kib_per(open_rss),
-        "kib_per_socket_after_reconnect": kib_per(reconnected_rss),
+        "rss_open_kib": first.rss,
+        "kib_per_socket": kib_per(first.rss),
+        "kib_per_socket_after_reconnect": kib_per(again.rss),
         "rss_after_close_kib": closed_rss,
     }))
 }
