@@ -122,8 +122,21 @@ pub async fn listen<G, F>(
     G: Fn() -> F + Send,
     F: Future<Output = ()> + Send,
 {
+    // After a failure the listener's next success has reconnected
+    // (LISTEN again) without a `Gap`; what was committed meanwhile was
+    // not heard all the same.
+    let mut failed = false;
     loop {
-        match listener.next().await {
+        let heard = listener.next().await;
+        if heard.is_ok() && std::mem::take(&mut failed) && !matches!(heard, Ok(Heard::Gap)) {
+            metrics::counter!(BUS_GAPS).increment(1);
+            tracing::warn!(
+                channel = bus.channel(),
+                "bus listener back; resyncing this node's sockets"
+            );
+            on_gap().await;
+        }
+        match heard {
             Ok(Heard::Message(text)) => {
                 metrics::counter!(BUS_MESSAGES).increment(1);
                 deliver(&to, &health, &text).await;
@@ -138,6 +151,7 @@ pub async fn listen<G, F>(
                 on_gap().await;
             }
             Err(e) => {
+                failed = true;
                 health.listening.store(false, Ordering::Relaxed);
                 tracing::warn!(channel = bus.channel(), error = %e, "bus listener failed; retrying");
                 tokio::time::sleep(RETRY).await;
