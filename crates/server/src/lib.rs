@@ -235,7 +235,8 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     let (io_layer, io) = socket::layer(&config);
     let (timer, timer_rx) = Timer::channel();
     let rooms = Arc::new(socket::Rooms::new(config.replay_limits()));
-    let outbox = Arc::new(LocalOutbox::new(io.clone(), rooms.clone()));
+    let owed = Arc::new(socket::OwedIndex::new());
+    let outbox = Arc::new(LocalOutbox::new(io.clone(), rooms.clone(), owed.clone()));
     // Several nodes share their rooms in Redis; one node keeps them here.
     let shared = match (&bus, config.redis()) {
         (Some((bus, _)), Some(url)) => Some(
@@ -282,9 +283,12 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
             .map(|_| Arc::new(cluster::BusHealth::default())),
         redis: shared.as_ref().map(|(hub, _)| hub.health()),
     };
-    socket::register(&io, state.clone(), hub.clone());
+    socket::register(&io, state.clone(), hub.clone(), owed.clone());
     // Reload before listening, so nothing due is missed.
     let deadlines = services.deadlines().await?;
+    // After the bus listens (several nodes), before any socket connects.
+    let cooling = owed.cool();
+    owed.warm(cooling, services.owed().await?);
     let calls = services.calls.clone();
     let mut tasks = vec![tokio::spawn(timers::run(
         timer_rx,
@@ -311,8 +315,14 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         };
         let (io, app) = (io.clone(), state.clone());
         let on_gap = move || {
-            let (io, app) = (io.clone(), app.clone());
-            async move { socket::resync_everyone(&io, &app).await }
+            let (io, app, owed) = (io.clone(), app.clone(), owed.clone());
+            async move {
+                // Pushes went unheard: connects read everything until the
+                // index is reloaded, and the sockets here now resync all.
+                let cooling = owed.cool();
+                tokio::spawn(reload_owed(app.services.clone(), owed.clone(), cooling));
+                socket::resync_everyone(&io, &app, &owed).await;
+            }
         };
         let health = state.bus.clone().unwrap_or_default();
         tasks.push(tokio::spawn(cluster::listen(
@@ -346,6 +356,24 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
 
 fn seconds(secs: u64) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+}
+
+/// Loads the connect resync's index again after a bus gap, retrying while
+/// the database does not answer (the index stays cold meanwhile, which
+/// only costs queries).
+async fn reload_owed(services: Services, owed: Arc<socket::OwedIndex>, cooling: socket::Cooling) {
+    loop {
+        match services.owed().await {
+            Ok(loaded) => {
+                owed.warm(cooling, loaded);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "resync index not reloaded; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Ends calls in progress whose participants have both been gone for

@@ -419,6 +419,23 @@ impl CallRepo {
             .collect()
     }
 
+    /// Every invitation still answerable at `now`, of every kind (queue,
+    /// direct and tutoring), for the connect resync's index at start.
+    pub async fn unanswered<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        now: Timestamp,
+    ) -> Result<Vec<CallRecord>, RepoError> {
+        Entity::find()
+            .filter(Column::Status.eq(CallStatus::Invited.as_str()))
+            .filter(Column::ExpiresAt.gt(now))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(CallRecord::try_from)
+            .collect()
+    }
+
     /// Every unanswered invitation with its deadline, for the expiry timer.
     pub async fn deadlines<C: ConnectionTrait>(
         &self,

@@ -213,6 +213,21 @@ impl ChatRepo {
             .collect()
     }
 
+    /// Every session in progress (`waiting`, `live`), for the connect
+    /// resync's index at start.
+    pub async fn in_progress<C: ConnectionTrait>(
+        &self,
+        db: &C,
+    ) -> Result<Vec<ChatSession>, RepoError> {
+        Entity::find()
+            .filter(Column::Status.is_in([ChatStatus::Waiting.as_str(), ChatStatus::Live.as_str()]))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(ChatSession::try_from)
+            .collect()
+    }
+
     /// Every live session's end, for the timer's start.
     pub async fn deadlines<C: ConnectionTrait>(
         &self,

@@ -228,15 +228,16 @@ impl ChatService {
     }
 
     /// The user's sessions in progress (`waiting`, `live`) for the connect
-    /// resync. A status read here may be older than one already pushed
-    /// live; the socket layer drops it then (`socket::told`).
+    /// resync, on the side of the user's role; how many. A status read here
+    /// may be older than one already pushed live; the socket layer drops it
+    /// then (`socket::told`).
     pub async fn resync_chat(
         &self,
         p: &Principal,
         emit: impl Fn(&ChatStatusView),
-    ) -> Result<(), ApiError> {
+    ) -> Result<usize, ApiError> {
         if p.is_admin() {
-            return Ok(());
+            return Ok(0);
         }
         let in_progress = ChatRepo
             .in_progress_for(self.ctx.db.conn(), p.user_id.as_str(), p.is_host())
@@ -244,7 +245,7 @@ impl ChatService {
         for session in &in_progress {
             emit(&ChatStatusView::from(session));
         }
-        Ok(())
+        Ok(in_progress.len())
     }
 
     /// Every live chat session's end, for the timer's start.

@@ -28,8 +28,10 @@ mod tests;
 
 use std::sync::Arc;
 
-use consultd_domain::{ChatDuration, Timestamp};
-use consultd_persistence::RepoError;
+use consultd_domain::{CallKind, ChatDuration, Timestamp, UserId};
+use consultd_persistence::{CallRepo, ChatRepo, RepoError};
+
+use outbox::Owed;
 
 pub use access::{ChatGrant, RoomAccess, RoomGrant};
 pub use audit::AuditLog;
@@ -89,6 +91,30 @@ impl Services {
         let mut all = self.calls.deadlines().await?;
         all.extend(self.chat.chat_deadlines().await?);
         Ok(all)
+    }
+
+    /// Who a connect resync owes what now, read from the database: each
+    /// unanswered invitation's invitee, each chat in progress's two
+    /// participants. For the socket layer's index of who has something to
+    /// resync, at start and after a bus gap.
+    pub async fn owed(&self) -> Result<Vec<(UserId, Owed)>, RepoError> {
+        let conn = self.calls.ctx.db.conn();
+        let now = self.calls.ctx.now();
+        let mut owed = Vec::new();
+        for record in CallRepo.unanswered(conn, now).await? {
+            let call = &record.call;
+            match record.origin.kind() {
+                CallKind::Tutoring => owed.push((call.host.user_id.clone(), Owed::TutoringRequest)),
+                _ => owed.push((call.invitee().user_id.clone(), Owed::Invitation)),
+            }
+        }
+        for session in ChatRepo.in_progress(conn).await? {
+            owed.push((session.customer.clone(), Owed::ChatAsCustomer));
+            if let Some(mechanic) = &session.mechanic {
+                owed.push((mechanic.clone(), Owed::ChatAsHost));
+            }
+        }
+        Ok(owed)
     }
 }
 

@@ -12,7 +12,7 @@
 //! The services' own tests use a recording fake of both (`service::tests`).
 
 use async_trait::async_trait;
-use consultd_domain::{CallId, CallStatus, ChatId, Timestamp, UserId};
+use consultd_domain::{CallId, CallStatus, ChatId, ChatStatus, Status, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::timers::Deadline;
@@ -97,6 +97,46 @@ impl Push {
             S::Declined => Self::CallDeclined(view),
             S::Cancelled => Self::CallCancelled(view),
             S::Expired => Self::CallExpired(view),
+        }
+    }
+}
+
+/// What a (re)connect resync re-sends to a user, by kind: the socket
+/// layer keeps an index of who may be owed which, so that a connect with
+/// nothing owed reads nothing from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owed {
+    /// An unanswered queue or direct call's `call_invitation`, to its invitee.
+    Invitation,
+    /// An unanswered tutoring request's `session:incoming`, to its teacher.
+    TutoringRequest,
+    /// A chat session in progress (`session:status`), to its customer.
+    ChatAsCustomer,
+    /// A chat session in progress, to the host who took it.
+    ChatAsHost,
+}
+
+impl Owed {
+    /// What `user` is owed once the push `event` with `body` is out; `None`
+    /// for a push that leaves nothing to resync (any other event, a chat
+    /// not in progress).
+    pub fn by_push(event: &str, body: &serde_json::Value, user: &UserId) -> Option<Self> {
+        match event {
+            "call_invitation" => Some(Self::Invitation),
+            "session:incoming" => Some(Self::TutoringRequest),
+            "session:status" => {
+                let status = body.get("status")?.as_str()?;
+                if status != ChatStatus::Waiting.as_str() && status != ChatStatus::Live.as_str() {
+                    return None;
+                }
+                let mechanic = body.get("mechanic_id").and_then(|m| m.as_str());
+                Some(if mechanic == Some(user.as_str()) {
+                    Self::ChatAsHost
+                } else {
+                    Self::ChatAsCustomer
+                })
+            }
+            _ => None,
         }
     }
 }
@@ -221,4 +261,55 @@ pub enum Wire {
     CloseCall(CallId),
     ChatEnded(ChatId),
     Deadline(Timestamp, Deadline),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: &'static str, mechanic: Option<&str>) -> serde_json::Value {
+        let view = ChatStatusView {
+            id: "s1".into(),
+            status,
+            started_at: None,
+            ends_at: None,
+            ended_at: None,
+            mechanic_id: mechanic.map(str::to_owned),
+        };
+        serde_json::to_value(Push::ChatStatus(view)).unwrap()
+    }
+
+    #[test]
+    fn a_push_owes_what_the_resync_would_resend() {
+        let (customer, mechanic) = (UserId::new("c1").unwrap(), UserId::new("m1").unwrap());
+        let waiting = status("waiting", Some("m1"));
+        assert_eq!(
+            Owed::by_push("session:status", &waiting, &customer),
+            Some(Owed::ChatAsCustomer)
+        );
+        assert_eq!(
+            Owed::by_push("session:status", &waiting, &mechanic),
+            Some(Owed::ChatAsHost)
+        );
+        let live = status("live", None);
+        assert_eq!(
+            Owed::by_push("session:status", &live, &customer),
+            Some(Owed::ChatAsCustomer)
+        );
+        for over in ["ended", "pending"] {
+            let body = status(over, Some("m1"));
+            assert_eq!(Owed::by_push("session:status", &body, &mechanic), None);
+        }
+        let any = serde_json::json!({ "id": "c" });
+        assert_eq!(
+            Owed::by_push("call_invitation", &any, &customer),
+            Some(Owed::Invitation)
+        );
+        assert_eq!(
+            Owed::by_push("session:incoming", &any, &mechanic),
+            Some(Owed::TutoringRequest)
+        );
+        assert_eq!(Owed::by_push("call_confirmed", &any, &customer), None);
+        assert_eq!(Owed::by_push("chat:new_message", &any, &customer), None);
+    }
 }

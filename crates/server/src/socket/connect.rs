@@ -15,9 +15,11 @@ use super::ctx::SocketCtx;
 use super::dispatch::{Dispatcher, Lane};
 use super::node::SocketState;
 use super::outbox::GUESTS_ROOM;
+use super::owed::{Kinds, OwedIndex, Reading};
 use super::told::Said;
 use crate::auth::{AuthError, handshake_token};
 use crate::limits::client_ip;
+use crate::service::outbox::Owed;
 use crate::state::AppState;
 use crate::telemetry::{SOCKET_CONNECTIONS, SOCKET_REFUSED, SOCKETS_CONNECTED};
 
@@ -117,41 +119,66 @@ pub(super) async fn on_connect(state: SocketState, socket: SocketRef) {
         let _entered = ctx.span.enter();
         tracing::info!(transport = ?socket.transport_type(), protocol = ?socket.protocol(), "socket connected");
     }
-    resync(&state, &socket, &ctx).await;
+    // The socket is in its user room already (the middleware joined it).
+    let reading = state.owed.read(&ctx.principal.user_id);
+    resync(&state, &state.owed, &socket, &ctx, reading).await;
 }
 
 /// Re-sends what the user must know now: a still-live `call_invitation`,
 /// the `session:status` of each chat session in progress, and, for a
-/// teacher, each still-answerable `session:incoming`. What the socket was
-/// already told, live or by an earlier resync, is not sent again
-/// ([`super::told`]).
-pub(crate) async fn resync(app: &AppState, socket: &SocketRef, ctx: &SocketCtx) {
+/// teacher, each still-answerable `session:incoming`. Only the kinds
+/// `reading` says the user may be owed are read ([`super::owed`]). What the
+/// socket was already told, live or by an earlier resync, is not sent
+/// again ([`super::told`]).
+pub(crate) async fn resync(
+    app: &AppState,
+    owed: &OwedIndex,
+    socket: &SocketRef,
+    ctx: &SocketCtx,
+    reading: Reading,
+) {
+    let p = &ctx.principal;
+    let kinds = reading.kinds.and(Kinds::read_for(p));
+    if kinds.is_empty() {
+        ctx.set_resyncing(false);
+        return;
+    }
     ctx.set_resyncing(true);
     let services = &app.services;
-    match services
-        .calls
-        .pending_invitation(&ctx.principal.user_id)
-        .await
-    {
-        Ok(Some(call)) => resend(socket, ctx, "call_invitation", &call),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "invitation resync failed"),
+    // The kinds whose query answered, and answered nothing.
+    let mut nothing = Kinds::NONE;
+    if kinds.has(Owed::Invitation) {
+        match services.calls.pending_invitation(&p.user_id).await {
+            Ok(Some(call)) => resend(socket, ctx, "call_invitation", &call),
+            Ok(None) => nothing = nothing.with(Owed::Invitation),
+            Err(e) => tracing::warn!(error = %e, "invitation resync failed"),
+        }
     }
-    let resync = services
-        .chat
-        .resync_chat(&ctx.principal, |status| {
-            resend(socket, ctx, "session:status", status);
-        })
-        .await;
-    if let Err(e) = resync {
-        tracing::warn!(error = %e, "chat status resync failed");
+    let chat = if p.is_host() {
+        Owed::ChatAsHost
+    } else {
+        Owed::ChatAsCustomer
+    };
+    if kinds.has(chat) {
+        let found = services
+            .chat
+            .resync_chat(p, |status| {
+                resend(socket, ctx, "session:status", status);
+            })
+            .await;
+        match found {
+            Ok(0) => nothing = nothing.with(chat),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "chat status resync failed"),
+        }
     }
-    if ctx.principal.is_host() {
+    if kinds.has(Owed::TutoringRequest) {
         match services
             .tutoring
-            .sessions(&ctx.principal, Some(TutoringStatus::Pending))
+            .sessions(p, Some(TutoringStatus::Pending))
             .await
         {
+            Ok(pending) if pending.is_empty() => nothing = nothing.with(Owed::TutoringRequest),
             Ok(pending) => {
                 // Oldest first, as they arrived.
                 for session in pending.iter().rev() {
@@ -161,6 +188,7 @@ pub(crate) async fn resync(app: &AppState, socket: &SocketRef, ctx: &SocketCtx) 
             Err(e) => tracing::warn!(error = %e, "session resync failed"),
         }
     }
+    owed.found_nothing(&p.user_id, reading, nothing);
     ctx.set_resyncing(false);
 }
 
@@ -179,14 +207,15 @@ fn resend<T: serde::Serialize>(socket: &SocketRef, ctx: &SocketCtx, event: &'sta
     }
 }
 
-/// [`resync`] for every socket of this node, with nothing left out.
-pub async fn resync_everyone(io: &SocketIo, app: &AppState) {
+/// [`resync`] for every socket of this node, with nothing left out
+/// (whatever the index says: pushes may have gone unheard).
+pub async fn resync_everyone(io: &SocketIo, app: &AppState, owed: &OwedIndex) {
     let Some(root) = io.of("/") else {
         return;
     };
     for socket in root.sockets() {
         if let Some(ctx) = socket.extensions.get::<Arc<SocketCtx>>() {
-            resync(app, &socket, &ctx).await;
+            resync(app, owed, &socket, &ctx, owed.read_all()).await;
         }
     }
 }

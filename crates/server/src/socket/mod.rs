@@ -18,6 +18,7 @@ mod hub;
 mod local;
 mod node;
 mod outbox;
+mod owed;
 mod payload;
 mod reply;
 pub(crate) mod rooms;
@@ -43,6 +44,7 @@ pub use dispatch::EVENTS;
 pub(crate) use hub::RoomHub;
 pub use local::LocalRooms;
 pub use outbox::{GUESTS_ROOM, LocalOutbox};
+pub use owed::{Cooling, OwedIndex};
 pub use rooms::Rooms;
 pub use shared_rooms::{STALE_MS, SharedRooms};
 
@@ -58,8 +60,8 @@ pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {
 }
 
 /// Installs the root namespace: authentication and wiring before CONNECT.
-pub(crate) fn register(io: &SocketIo, app: AppState, hub: Arc<dyn RoomHub>) {
-    let state = SocketState { app, hub };
+pub(crate) fn register(io: &SocketIo, app: AppState, hub: Arc<dyn RoomHub>, owed: Arc<OwedIndex>) {
+    let state = SocketState { app, hub, owed };
     let on_connect = {
         let state = state.clone();
         move |socket: SocketRef| connect::on_connect(state.clone(), socket)

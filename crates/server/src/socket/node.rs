@@ -5,6 +5,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use super::hub::RoomHub;
+use super::owed::OwedIndex;
 use crate::state::AppState;
 
 #[derive(Clone)]
@@ -12,6 +13,8 @@ pub(crate) struct SocketState {
     pub(crate) app: AppState,
     /// The signaling and chat rooms (CONTRACT §3, §7).
     pub(crate) hub: Arc<dyn RoomHub>,
+    /// Who this node's connect resync must read the database for.
+    pub(crate) owed: Arc<OwedIndex>,
 }
 
 impl Deref for SocketState {

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use serde_json::Value;
 use socketioxide::SocketIo;
 
 use super::ctx::SocketCtx;
+use super::owed::OwedIndex;
 use super::rooms::{RoomKind, Rooms};
 use super::send::send;
 use super::told::Said;
-use crate::service::outbox::{Audience, Outbox, Push};
+use crate::service::outbox::{Audience, Outbox, Owed, Push};
 
 /// The socketioxide room every guest socket joins, for `doctor_online` /
 /// `doctor_offline`.
@@ -21,11 +23,27 @@ pub const GUESTS_ROOM: &str = "guests";
 pub struct LocalOutbox {
     io: SocketIo,
     rooms: Arc<Rooms>,
+    owed: Arc<OwedIndex>,
 }
 
 impl LocalOutbox {
-    pub fn new(io: SocketIo, rooms: Arc<Rooms>) -> Self {
-        Self { io, rooms }
+    pub fn new(io: SocketIo, rooms: Arc<Rooms>, owed: Arc<OwedIndex>) -> Self {
+        Self { io, rooms, owed }
+    }
+
+    /// For a push the connect resync also sends: marks who is owed it now
+    /// (before it is emitted, see [`super::owed`]) and says what identifies
+    /// it.
+    fn resyncable(&self, to: &Audience, event: &str, body: &Value) -> Option<Said> {
+        let said = Said::of(event, body)?;
+        if let Audience::Users(users) = to {
+            for user in users {
+                if let Some(owed) = Owed::by_push(event, body, user) {
+                    self.owed.mark(user, owed);
+                }
+            }
+        }
+        Some(said)
     }
 }
 
@@ -78,25 +96,22 @@ impl LocalOutbox {
     }
 }
 
-/// What identifies `push` for [`Said`], for the few that have it.
-fn said_of<T: Serialize + ?Sized>(event: &str, push: &T) -> Option<Said> {
-    if !Said::resynced(event) {
-        return None;
-    }
-    serde_json::to_value(push)
-        .ok()
-        .and_then(|body| Said::of(event, &body))
-}
-
 #[async_trait]
 impl Outbox for LocalOutbox {
     async fn push(&self, to: Audience, push: Push) {
-        let said = said_of(push.event(), &push);
-        self.deliver(to, push.event(), &push, said).await;
+        let event = push.event();
+        let said = if Said::resynced(event) {
+            serde_json::to_value(&push)
+                .ok()
+                .and_then(|body| self.resyncable(&to, event, &body))
+        } else {
+            None
+        };
+        self.deliver(to, event, &push, said).await;
     }
 
     async fn push_json(&self, to: Audience, event: &str, body: serde_json::Value) {
-        let said = Said::of(event, &body);
+        let said = self.resyncable(&to, event, &body);
         self.deliver(to, event, &body, said).await;
     }
 }

@@ -884,6 +884,14 @@ async fn a_restart_during_live_still_ends_on_time_once() {
     assert_eq!(status["status"], "live");
     assert_eq!(millis(&status["ends_at"]), ends_at);
     c.expect_no_event("session:status", QUIET).await;
+    // The mechanic too: the restart's index holds both sides.
+    let mut mechanic = shop.app.connect(&shop.mechanic).await;
+    let status = mechanic.expect_event("session:status").await.remove(0);
+    assert_eq!(
+        (&status["id"], &status["status"]),
+        (&json!(id), &json!("live"))
+    );
+    drop(mechanic);
     shop.app.advance(Duration::from_secs(30 * 60));
     let ended = c.expect_event("session:status").await.remove(0);
     assert_eq!(ended["status"], "ended");

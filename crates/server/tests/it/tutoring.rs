@@ -382,3 +382,36 @@ async fn a_request_pending_across_a_restart_expires_once() {
     teacher.expect_no_event("session:incoming", QUIET).await;
     s.stop().await;
 }
+
+/// The connect resync reads only what a user may be owed (`socket::owed`):
+/// a teacher who was told everything and answered it is sent nothing on
+/// reconnect, and a request that arrives after that, while they are away,
+/// is sent on the next connect again: a mark cleared by an empty resync
+/// comes back with the next push.
+#[tokio::test]
+async fn a_request_made_after_an_empty_resync_is_resynced_on_the_next_connect() {
+    let s = School::open().await;
+    let first = id_of(&s.request().await);
+    let mut teacher = s.app.connect(&s.teacher).await;
+    assert_eq!(
+        id_of(&teacher.expect_event("session:incoming").await[0]),
+        first
+    );
+    assert_eq!(s.act(&first, "reject", &s.teacher).await.0, 200);
+    drop(teacher);
+    // Nothing owed: nothing sent (and the mark is gone).
+    let mut again = s.app.connect(&s.teacher).await;
+    again.expect_no_event("session:incoming", QUIET).await;
+    drop(again);
+    let second = id_of(&s.request().await);
+    let mut back = s.app.connect(&s.teacher).await;
+    assert_eq!(
+        id_of(&back.expect_event("session:incoming").await[0]),
+        second
+    );
+    back.expect_no_event("session:incoming", QUIET).await;
+    // A learner is never sent a teacher's requests, marked or not.
+    let mut learner = s.app.connect(&s.learner).await;
+    learner.expect_no_event("session:incoming", QUIET).await;
+    s.stop().await;
+}
