@@ -128,11 +128,16 @@ pub async fn listen<G, F>(
     let mut failed = false;
     loop {
         let heard = listener.next().await;
-        if heard.is_ok() && std::mem::take(&mut failed) && !matches!(heard, Ok(Heard::Gap)) {
+        let lost = match &heard {
+            Ok(h) => std::mem::take(&mut failed) | matches!(h, Heard::Gap),
+            Err(_) => false,
+        };
+        if lost {
+            health.listening.store(true, Ordering::Relaxed);
             metrics::counter!(BUS_GAPS).increment(1);
             tracing::warn!(
                 channel = bus.channel(),
-                "bus listener back; resyncing this node's sockets"
+                "bus connection lost and back; resyncing this node's sockets"
             );
             on_gap().await;
         }
@@ -141,15 +146,7 @@ pub async fn listen<G, F>(
                 metrics::counter!(BUS_MESSAGES).increment(1);
                 deliver(&to, &health, &text).await;
             }
-            Ok(Heard::Gap) => {
-                health.listening.store(true, Ordering::Relaxed);
-                metrics::counter!(BUS_GAPS).increment(1);
-                tracing::warn!(
-                    channel = bus.channel(),
-                    "bus connection lost and back; resyncing this node's sockets"
-                );
-                on_gap().await;
-            }
+            Ok(Heard::Gap) => {}
             Err(e) => {
                 failed = true;
                 health.listening.store(false, Ordering::Relaxed);

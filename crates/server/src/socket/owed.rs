@@ -117,14 +117,16 @@ impl OwedIndex {
     /// `user` may be owed `owed` from now on. Before the push is emitted.
     pub fn mark(&self, user: &UserId, owed: Owed) {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let kinds = Kinds::of(owed);
         self.marks
             .entry(user.clone())
             .and_modify(|m| {
-                m.kinds = Kinds(m.kinds.0 | kinds.0);
+                m.kinds = m.kinds.with(owed);
                 m.generation = generation;
             })
-            .or_insert(Mark { kinds, generation });
+            .or_insert(Mark {
+                kinds: Kinds::of(owed),
+                generation,
+            });
     }
 
     /// What `user` may be owed now: everything while cold. After the
