@@ -331,6 +331,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     }
     let app = http::router(state.clone())
         .layer(io_layer)
+        .layer(axum::middleware::map_request(socket::detach_engine_head))
         .layer(cors)
         .layer(
             // Path only: a query string can carry `?token=`, which never goes in a log.

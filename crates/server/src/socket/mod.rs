@@ -14,6 +14,7 @@ mod chat;
 mod connect;
 mod ctx;
 mod dispatch;
+mod head;
 mod hub;
 mod local;
 mod node;
@@ -41,6 +42,7 @@ use crate::state::AppState;
 
 pub use connect::resync_everyone;
 pub use dispatch::EVENTS;
+pub use head::detach_engine_head;
 pub(crate) use hub::RoomHub;
 pub use local::LocalRooms;
 pub use outbox::{GUESTS_ROOM, LocalOutbox};
