@@ -65,18 +65,36 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
 
-    tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
-
-        let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
-            Err(_e) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("ws upgrade error: {}", _e);
-                return;
+    // Taken now, so that the task below holds neither the request nor its head.
+    let upgrade = hyper::upgrade::on(req);
+    // Boxed, and so freed once the session is open: inline, the upgrade's
+    // and the handshake's state would size the task, which lives as long as
+    // the socket.
+    let open = Box::pin({
+        let engine = engine.clone();
+        async move {
+            match upgrade.await {
+                Ok(conn) => {
+                    let conn = hyper_util::rt::TokioIo::new(conn);
+                    Some(open_session(&engine, conn, protocol, sid, parts).await)
+                }
+                Err(_e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("ws upgrade error: {}", _e);
+                    None
+                }
             }
+        }
+    });
+
+    tokio::spawn(async move {
+        let res = match open.await {
+            Some(Ok((socket, rx))) => {
+                read_until_closed(&engine, &socket, rx).await;
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None => return,
         };
 
         match res {
@@ -103,17 +121,42 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 /// Sends an open packet if it is not an upgrade from a polling request
 ///
 /// Read packets from the websocket and handle them, it will block until the connection is closed
-#[cfg_attr(
-    feature = "tracing",
-    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
-)]
-pub async fn on_init<H: EngineIoHandler, S>(
+pub fn on_init<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     conn: S,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     req_data: Parts,
-) -> Result<(), Error>
+) -> impl Future<Output = Result<(), Error>> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Boxed for the reason given in `new_req`.
+    let open = Box::pin({
+        let engine = engine.clone();
+        async move { open_session(&engine, conn, protocol, sid, req_data).await }
+    });
+    async move {
+        let (socket, rx) = open.await?;
+        read_until_closed(&engine, &socket, rx).await;
+        Ok(())
+    }
+}
+
+/// Opens the engine.io session over a new websocket: a new session's
+/// handshake, or a polling session's upgrade. Starts the writer task and
+/// returns the stream to read from.
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
+)]
+async fn open_session<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<(Arc<Socket<H::Data>>, SplitStream<WebSocketStream<S>>), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -168,9 +211,20 @@ where
 
     // Pipe between websocket and internal socket channel.
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
+    Ok((socket, rx))
+}
 
+/// Reads the websocket until it closes or the session ends, and closes the
+/// session with the reason.
+async fn read_until_closed<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    rx: SplitStream<WebSocketStream<S>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
+    match forward_to_handler(engine, rx, socket)
         .with_cancellation_token(&socket.cancellation_token)
         .await
     {
@@ -192,7 +246,6 @@ where
             tracing::debug!(sid = %socket.id, "socket is closing");
         }
     }
-    Ok(())
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
@@ -214,8 +267,8 @@ where
                     break;
                 }
                 Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
+                    // A permit already kept means that the client is already known to be alive.
+                    socket.heartbeat.notify_one();
                     Ok::<(), Error>(())
                 }
                 Packet::Message(msg) => {
@@ -546,5 +599,27 @@ mod tests {
             .await
             .expect("the writer should stop")
             .unwrap();
+    }
+
+    /// A websocket session keeps its reader and heartbeat tasks for as long
+    /// as it lives, on every idle socket; what runs once (the upgrade, the
+    /// handshake, a cancellation wrapper) must not size them.
+    #[test]
+    fn the_long_lived_tasks_stay_small() {
+        let engine = Arc::new(EngineIo::new(
+            Arc::new(StubHandler),
+            EngineIoConfig::default(),
+        ));
+        let (server, _client) = tokio::io::duplex(1024);
+        let parts = Request::<()>::default().into_parts().0;
+        let reader = on_init(engine, server, ProtocolVersion::V4, None, parts);
+        // 1,592 bytes with the handshake inline.
+        let size = std::mem::size_of_val(&reader);
+        assert!(size <= 512, "reader: {size} bytes");
+
+        let heartbeat = socket().heartbeat_task(TIMEOUT, TIMEOUT);
+        // 1,024 bytes inside `run_until_cancelled_owned`.
+        let size = std::mem::size_of_val(&heartbeat);
+        assert!(size <= 512, "heartbeat: {size} bytes");
     }
 }
