@@ -63,7 +63,7 @@ pub fn layer(config: &Config) -> (SocketIoLayer, SocketIo) {
 
 /// Installs the root namespace: authentication and wiring before CONNECT.
 pub(crate) fn register(io: &SocketIo, app: AppState, hub: Arc<dyn RoomHub>, owed: Arc<OwedIndex>) {
-    let state = SocketState { app, hub, owed };
+    let state = SocketState::new(app, hub, owed);
     let on_connect = {
         let state = state.clone();
         move |socket: SocketRef| connect::on_connect(state.clone(), socket)
