@@ -119,6 +119,8 @@ struct Flow {
     received: &'static str,
     /// Just before the send time (µs) in a received frame.
     marker: &'static str,
+    /// Just before the sender's sequence number in a received frame.
+    seq_marker: &'static str,
     /// The frame for room, send time and sequence number.
     frame: fn(&str, u64, u64) -> String,
 }
@@ -126,12 +128,14 @@ struct Flow {
 const RELAY: Flow = Flow {
     received: "42[\"webrtc:ice_candidate\"",
     marker: ",\"t\":",
+    seq_marker: ",\"s\":",
     frame: candidate,
 };
 
 const CHAT: Flow = Flow {
     received: "42[\"chat:new_message\"",
     marker: "\"content\":\"t",
+    seq_marker: "\"clientMessageId\":\"k",
     frame: chat_message,
 };
 
@@ -530,9 +534,11 @@ async fn throughput(
         sent += t.await.map_err(|e| e.to_string())??;
     }
     let cpu = cpu.await.map_err(|e| e.to_string())?;
-    let mut samples = Vec::new();
+    let (mut samples, mut out_of_order) = (Vec::new(), 0);
     for t in samples_tasks {
-        samples.extend(t.await.map_err(|e| e.to_string())?);
+        let (received, late) = t.await.map_err(|e| e.to_string())?;
+        samples.extend(received);
+        out_of_order += late;
     }
     let delivered = samples.len();
     let p = percentiles(&mut samples);
@@ -542,6 +548,7 @@ async fn throughput(
         "seconds": seconds,
         "sent_total": sent,
         "delivered_in_window": delivered,
+        "out_of_order": out_of_order,
         "delivered_per_sec": round(delivered as f64 / measure.as_secs_f64()),
         "cpu_us_per_msg": cpu.map(|c| round3(c as f64 / delivered.max(1) as f64)),
         "p50_ms": round3(p.p50),
@@ -551,10 +558,11 @@ async fn throughput(
     }))
 }
 
-/// A realistic host candidate; the send time rides in `t` (µs since start).
-fn candidate(room: &str, t: u64, _seq: u64) -> String {
+/// A realistic host candidate; the send time rides in `t` (µs since start)
+/// and the sender's sequence number in `s`.
+fn candidate(room: &str, t: u64, seq: u64) -> String {
     format!(
-        "42[\"webrtc:ice_candidate\",{{\"roomId\":\"{room}\",\"candidate\":{{\"candidate\":\"candidate:842163049 1 udp 1677729535 192.168.1.20 54321 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag sXbM network-cost 999\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}},\"t\":{t}}}]"
+        "42[\"webrtc:ice_candidate\",{{\"roomId\":\"{room}\",\"candidate\":{{\"candidate\":\"candidate:842163049 1 udp 1677729535 192.168.1.20 54321 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag sXbM network-cost 999\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}},\"t\":{t},\"s\":{seq}}}]"
     )
 }
 
@@ -648,9 +656,11 @@ async fn receive_loop(
     stats: Arc<PairStats>,
     (from, to): (u64, u64),
     until: Instant,
-) -> Vec<u64> {
+) -> (Vec<u64>, u64) {
     let mut ws = conn.ws;
     let mut samples = Vec::new();
+    // One sender per pair: its sequence numbers must arrive increasing.
+    let (mut last_seq, mut out_of_order) = (None, 0);
     // One timer for the whole loop, not one per message.
     let deadline = tokio::time::sleep_until(tokio::time::Instant::from_std(until));
     tokio::pin!(deadline);
@@ -673,18 +683,29 @@ async fn receive_loop(
         let now = ctx.micros();
         stats.received.fetch_add(1, Ordering::Relaxed);
         stats.notify.notify_one();
-        if let Some(sent) = t
-            .find(flow.marker)
-            .map(|i| &t[i + flow.marker.len()..])
-            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse::<u64>().ok())
+        if let Some(seq) = number_after(t, flow.seq_marker) {
+            if last_seq.is_some_and(|last| seq <= last) {
+                out_of_order += 1;
+            }
+            last_seq = last_seq.max(Some(seq));
+        }
+        if let Some(sent) = number_after(t, flow.marker)
             && sent >= from
             && sent < to
         {
             samples.push(now.saturating_sub(sent));
         }
     }
-    samples
+    (samples, out_of_order)
+}
+
+/// The decimal number right after `marker` in `text`.
+fn number_after(text: &str, marker: &str) -> Option<u64> {
+    let rest = &text[text.find(marker)? + marker.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 // ---- setup -------------------------------------------------------------------
@@ -815,6 +836,7 @@ fn print_table(results: &serde_json::Map<String, Value>) {
             ("cpu_us_per_connect", "server CPU µs per connect"),
             ("reconnects_per_sec", "reconnects per second"),
             ("cpu_us_per_msg", "server CPU µs per message"),
+            ("out_of_order", "received out of order"),
             ("rest_p50_ms", "REST start p50 ms"),
             ("rest_p99_ms", "REST start p99 ms"),
         ] {
@@ -948,5 +970,22 @@ fn main() -> std::process::ExitCode {
             eprintln!("consultd-loadgen: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The receiver's order and latency checks read these two numbers; if
+    /// a marker stopped matching, the checks would pass on nothing.
+    #[test]
+    fn each_flow_finds_the_send_time_and_the_sequence_in_its_frame() {
+        for flow in [RELAY, CHAT] {
+            let frame = (flow.frame)("room-1", 1_234_567, 42);
+            assert_eq!(number_after(&frame, flow.marker), Some(1_234_567));
+            assert_eq!(number_after(&frame, flow.seq_marker), Some(42));
+        }
+        assert_eq!(number_after("42[\"x\",{}]", RELAY.seq_marker), None);
     }
 }
