@@ -712,17 +712,33 @@ fn number_after(text: &str, marker: &str) -> Option<u64> {
 
 const SDP: &str = "v=0\\r\\no=- 4611731400430051336 2 IN IP4 127.0.0.1\\r\\ns=-\\r\\nt=0 0\\r\\na=group:BUNDLE 0 1\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\\r\\nc=IN IP4 0.0.0.0\\r\\na=ice-ufrag:sXbM\\r\\na=ice-pwd:7VzBrJ5xAPUfYAXWkAS1aTfq\\r\\na=fingerprint:sha-256 5B:D3:8E:66:0E:7D:D3:F3:8E:E6:80:28:19:FC:55:AD:58:5D:B9:1D:72:41:C3:D0:2F:12:28:A4:CE:43:1B:3A\\r\\na=setup:actpass\\r\\na=mid:0\\r\\na=sendrecv\\r\\na=rtcp-mux\\r\\na=rtpmap:111 opus/48000/2\\r\\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\\r\\nc=IN IP4 0.0.0.0\\r\\na=mid:1\\r\\na=sendrecv\\r\\na=rtpmap:96 VP8/90000\\r\\n";
 
+/// How long one call's setup took, in µs: the whole, and each phase.
+struct SetupTimes {
+    total: u64,
+    /// The REST call that creates the call.
+    rest: u64,
+    /// Both sockets connected (in parallel).
+    connect: u64,
+    /// Both joins answered (in parallel).
+    join: u64,
+    /// The offer relayed to the patient and the answer back.
+    relay: u64,
+}
+
 /// One call set up from nothing: the REST call that creates it, both
-/// connects, both joins, offer and answer. The whole time and the REST
-/// call's, in µs.
-async fn setup_one(ctx: &Ctx, d: &str, p: &str) -> Result<(u64, u64, Conn, Conn), String> {
+/// connects, both joins, offer and answer.
+async fn setup_one(ctx: &Ctx, d: &str, p: &str) -> Result<(SetupTimes, Conn, Conn), String> {
     let t0 = Instant::now();
+    let micros = |from: Instant| u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX);
     let room = ctx.create_call(d, p).await?;
-    let rest = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let rest = micros(t0);
     let room = room.as_str();
     let (dt, pt) = (ctx.token(d, "doctor"), ctx.token(p, "patient"));
+    let t1 = Instant::now();
     let (doctor, patient) = tokio::join!(Conn::connect(&ctx.ws, &dt), Conn::connect(&ctx.ws, &pt));
     let (mut doctor, mut patient) = (doctor?, patient?);
+    let connect = micros(t1);
+    let t2 = Instant::now();
     let join = json!({ "roomId": room }).to_string();
     let (a, b) = tokio::join!(
         doctor.request("webrtc:join_room", &join),
@@ -733,6 +749,8 @@ async fn setup_one(ctx: &Ctx, d: &str, p: &str) -> Result<(u64, u64, Conn, Conn)
             return Err(format!("join refused: {ack}"));
         }
     }
+    let join = micros(t2);
+    let t3 = Instant::now();
     let offer = format!(
         "42[\"webrtc:offer\",{{\"roomId\":\"{room}\",\"offer\":{{\"type\":\"offer\",\"sdp\":\"{SDP}\"}}}}]"
     );
@@ -743,8 +761,14 @@ async fn setup_one(ctx: &Ctx, d: &str, p: &str) -> Result<(u64, u64, Conn, Conn)
     patient.expect("webrtc:offer").await?;
     patient.send(answer).await?;
     doctor.expect("webrtc:answer").await?;
-    let took = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
-    Ok((took, rest, doctor, patient))
+    let times = SetupTimes {
+        total: micros(t0),
+        rest,
+        connect,
+        join,
+        relay: micros(t3),
+    };
+    Ok((times, doctor, patient))
 }
 
 async fn setup_scenario(ctx: &Rc<Ctx>, pairs: usize, rate: u64) -> Result<Value, String> {
@@ -762,20 +786,25 @@ async fn setup_scenario(ctx: &Rc<Ctx>, pairs: usize, rate: u64) -> Result<Value,
             setup_one(&ctx, &d, &p).await
         }));
     }
-    let mut samples = Vec::with_capacity(pairs);
-    let mut rest = Vec::with_capacity(pairs);
+    let mut times = Vec::with_capacity(pairs);
     let mut open = Vec::with_capacity(pairs * 2);
     for t in tasks {
-        let (took, rest_took, d, p) = t.await.map_err(|e| e.to_string())??;
-        samples.push(took);
-        rest.push(rest_took);
+        let (took, d, p) = t.await.map_err(|e| e.to_string())??;
+        times.push(took);
         open.push(d);
         open.push(p);
     }
     let elapsed = started.elapsed().as_secs_f64();
     drop(open);
-    let p = percentiles(&mut samples);
-    let r = percentiles(&mut rest);
+    let phase =
+        |f: fn(&SetupTimes) -> u64| percentiles(&mut times.iter().map(f).collect::<Vec<_>>());
+    let (p, r, c, j, o) = (
+        phase(|t| t.total),
+        phase(|t| t.rest),
+        phase(|t| t.connect),
+        phase(|t| t.join),
+        phase(|t| t.relay),
+    );
     Ok(json!({
         "pairs": pairs,
         "target_rate": rate,
@@ -785,6 +814,12 @@ async fn setup_scenario(ctx: &Rc<Ctx>, pairs: usize, rate: u64) -> Result<Value,
         "max_ms": round3(p.max),
         "rest_p50_ms": round3(r.p50),
         "rest_p99_ms": round3(r.p99),
+        "connect_p50_ms": round3(c.p50),
+        "connect_p99_ms": round3(c.p99),
+        "join_p50_ms": round3(j.p50),
+        "join_p99_ms": round3(j.p99),
+        "offer_answer_p50_ms": round3(o.p50),
+        "offer_answer_p99_ms": round3(o.p99),
     }))
 }
 
@@ -839,6 +874,12 @@ fn print_table(results: &serde_json::Map<String, Value>) {
             ("out_of_order", "received out of order"),
             ("rest_p50_ms", "REST start p50 ms"),
             ("rest_p99_ms", "REST start p99 ms"),
+            ("connect_p50_ms", "both connects p50 ms"),
+            ("connect_p99_ms", "both connects p99 ms"),
+            ("join_p50_ms", "both joins p50 ms"),
+            ("join_p99_ms", "both joins p99 ms"),
+            ("offer_answer_p50_ms", "offer and answer p50 ms"),
+            ("offer_answer_p99_ms", "offer and answer p99 ms"),
         ] {
             if let Some(v) = r.get(key).filter(|v| !v.is_null()) {
                 println!("  {label:<26} {:>14}", v.to_string());
