@@ -311,8 +311,8 @@ where
     ///
     /// A `select!` on the socket's own token rather than
     /// `CancellationToken::run_until_cancelled_owned`: that wrapper's future
-    /// is 1 KiB around a job of under 300 bytes, and this task lives as long
-    /// as the socket.
+    /// is 1 KiB around a job of about 300 bytes (this whole future is under
+    /// 500), and this task lives as long as the socket.
     pub(crate) fn heartbeat_task(
         self: Arc<Self>,
         interval: Duration,
