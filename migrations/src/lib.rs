@@ -10,6 +10,7 @@ pub mod m20261121_000004_invitee_indexes;
 pub mod m20261121_000005_chat;
 pub mod m20261202_000006_call_end_reason;
 pub mod m20261203_000007_bus_messages;
+pub mod m20261207_000008_server_secrets;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000005_chat::Migration),
             Box::new(m20261202_000006_call_end_reason::Migration),
             Box::new(m20261203_000007_bus_messages::Migration),
+            Box::new(m20261207_000008_server_secrets::Migration),
         ]
     }
 }

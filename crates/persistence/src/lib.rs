@@ -20,6 +20,7 @@ pub use repo::call::{CallRecord, CallRepo, SessionFilter};
 pub use repo::chat::{ChatMessage, ChatRepo, ChatScope};
 pub use repo::queue::QueueRepo;
 pub use repo::schedule::ScheduleRepo;
+pub use repo::secret::SecretRepo;
 /// Anything a repository runs on: the pool, or a transaction. The server
 /// names this trait, never sea-orm's.
 pub trait Conn: sea_orm::ConnectionTrait {}

@@ -7,3 +7,4 @@ pub mod chat_read_marker;
 pub mod chat_session;
 pub mod queue_entry;
 pub mod schedule;
+pub mod server_secret;

@@ -404,6 +404,29 @@ impl CallRepo {
         Ok(self.live_call(db, side, user_id).await?.is_some())
     }
 
+    /// The calls and tutoring sessions of any kind, not yet over, that
+    /// `a` and `b` take part in together (either on either side).
+    pub async fn live_between<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        a: &str,
+        b: &str,
+    ) -> Result<Vec<CallRecord>, RepoError> {
+        let pair = |host: &str, guest: &str| {
+            Condition::all()
+                .add(Column::HostId.eq(host))
+                .add(Column::GuestId.eq(guest))
+        };
+        Entity::find()
+            .filter(Condition::any().add(pair(a, b)).add(pair(b, a)))
+            .filter(Column::Status.is_in(live()))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(CallRecord::try_from)
+            .collect()
+    }
+
     /// Every call in progress (`CONFIRMED` or `ACTIVE`, any kind), for the
     /// abandon sweep.
     pub async fn in_progress<C: ConnectionTrait>(

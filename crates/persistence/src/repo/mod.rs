@@ -11,6 +11,7 @@ pub mod call;
 pub mod chat;
 pub mod queue;
 pub mod schedule;
+pub mod secret;
 
 use consultd_domain::Status;
 use sea_orm::{ConnectionTrait, EntityTrait, PrimaryKeyTrait, QuerySelect};

@@ -500,3 +500,69 @@ async fn session_lists_filter_by_side_status_and_expiry() {
         tdb.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn live_between_finds_a_pairs_calls_either_way_round_until_they_end() {
+    for tdb in databases().await {
+        let db = &Db::connect(&tdb.url).await.unwrap();
+        db.migrate_up().await.unwrap();
+        let conn = db.conn();
+        let mut queue = call("lb-q", "doc", "pat", t0());
+        CallRepo.insert(conn, &queue).await.unwrap();
+        let mut lesson = tutoring("lb-t", "teach", "pat", t0());
+        CallRepo.insert(conn, &lesson).await.unwrap();
+        CallRepo
+            .insert(conn, &call("lb-other", "doc2", "pat2", t0()))
+            .await
+            .unwrap();
+        let ids = |found: Vec<CallRecord>| {
+            found
+                .into_iter()
+                .map(|r| r.call.id.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(CallRepo.live_between(conn, "doc", "pat").await.unwrap()),
+            ["lb-q"]
+        );
+        assert_eq!(
+            ids(CallRepo.live_between(conn, "pat", "doc").await.unwrap()),
+            ["lb-q"]
+        );
+        assert_eq!(
+            ids(CallRepo.live_between(conn, "pat", "teach").await.unwrap()),
+            ["lb-t"]
+        );
+        assert!(
+            CallRepo
+                .live_between(conn, "doc", "pat2")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            CallRepo
+                .live_between(conn, "pat", "pat")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        act(db, &mut queue, "pat", CallCommand::Decline).await;
+        act(db, &mut lesson, "pat", CallCommand::Cancel).await;
+        assert!(
+            CallRepo
+                .live_between(conn, "doc", "pat")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            CallRepo
+                .live_between(conn, "teach", "pat")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        tdb.cleanup().await;
+    }
+}

@@ -146,3 +146,32 @@ async fn bad_urls_are_refused_with_a_clear_error() {
         .unwrap_err();
     assert!(!err.to_string().is_empty());
 }
+
+#[tokio::test]
+async fn a_server_secret_is_made_once_and_read_by_every_later_caller() {
+    for tdb in databases().await {
+        let db = Db::connect(&tdb.url).await.unwrap();
+        db.migrate_up().await.unwrap();
+        let conn = db.conn();
+        let now = chrono::Utc::now();
+        let repo = consultd_persistence::SecretRepo;
+        let first = repo
+            .get_or_create(conn, "k", "first".into(), now)
+            .await
+            .unwrap();
+        assert_eq!(first, "first");
+        // A second node starting later (or at once) keeps the first value.
+        let (a, b) = tokio::join!(
+            repo.get_or_create(conn, "k", "second".into(), now),
+            repo.get_or_create(conn, "k", "third".into(), now),
+        );
+        assert_eq!((a.unwrap(), b.unwrap()), ("first".into(), "first".into()));
+        assert_eq!(
+            repo.get_or_create(conn, "other", "x".into(), now)
+                .await
+                .unwrap(),
+            "x"
+        );
+        tdb.cleanup().await;
+    }
+}
