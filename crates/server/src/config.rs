@@ -109,6 +109,13 @@ pub const DEFAULT_RATE_LIMIT_EXEMPT: &str = "127.0.0.0/8,::1/128";
 pub const DEFAULT_REST_RATE: u32 = 20;
 pub const DEFAULT_REST_BURST: u32 = 60;
 pub const DEFAULT_ABANDON_SECS: u64 = 180;
+pub const DEFAULT_PEERJS_PATH: &str = "/peerjs";
+pub const DEFAULT_PEERJS_KEY: &str = "peerjs";
+pub const DEFAULT_PEERJS_EXPIRE_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_PEERJS_ALIVE_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_PEERJS_CONCURRENT_LIMIT: usize = 5_000;
+pub const DEFAULT_PEERJS_TICKET_TTL_SECS: u64 = 300;
+pub const DEFAULT_TURN_TTL_SECS: u64 = 3_600;
 
 /// Server settings. Flags may be given before or after the subcommand.
 #[derive(Debug, Clone, Args)]
@@ -253,6 +260,118 @@ pub struct Config {
     /// directory, else in the source tree consultd was built from).
     #[arg(long, env = "DEMO_DIR", global = true)]
     pub demo_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub media: MediaConfig,
+}
+
+/// The media path (CONTRACT §9): the PeerJS broker and the ICE servers
+/// handed to clients. See docs/media.md.
+#[derive(Debug, Clone, Args)]
+pub struct MediaConfig {
+    /// Where the PeerJS server protocol is served (clients set the same
+    /// `path`); `off` (or empty) switches the broker off.
+    #[arg(long, env = "PEERJS_PATH", default_value = DEFAULT_PEERJS_PATH, global = true)]
+    pub peerjs_path: String,
+    /// The PeerJS API key clients must give (`key` option; PeerJS's default).
+    #[arg(long, env = "PEERJS_KEY", default_value = DEFAULT_PEERJS_KEY, global = true)]
+    pub peerjs_key: String,
+    /// Milliseconds a message for an id nobody holds waits for it before
+    /// the sender is told `EXPIRE`.
+    #[arg(long, env = "PEERJS_EXPIRE_TIMEOUT_MS", default_value_t = DEFAULT_PEERJS_EXPIRE_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(100..=600_000), global = true)]
+    pub peerjs_expire_timeout_ms: u64,
+    /// Milliseconds without any message (PeerJS clients send `HEARTBEAT`
+    /// every 5 s) after which a peer's socket is closed.
+    #[arg(long, env = "PEERJS_ALIVE_TIMEOUT_MS", default_value_t = DEFAULT_PEERJS_ALIVE_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000), global = true)]
+    pub peerjs_alive_timeout_ms: u64,
+    /// Peers connected to this node at once; more are refused with `ERROR`.
+    #[arg(long, env = "PEERJS_CONCURRENT_LIMIT", default_value_t = DEFAULT_PEERJS_CONCURRENT_LIMIT, global = true)]
+    pub peerjs_concurrent_limit: usize,
+    /// Answer `GET {path}/{key}/peers` with every connected id (PeerJS's
+    /// `allow_discovery`); off, it is 401. It tells anyone who is online.
+    #[arg(long, env = "PEERJS_ALLOW_DISCOVERY", value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub peerjs_allow_discovery: bool,
+    /// Seconds a ticket from `POST /api/peerjs/ticket` may open a broker
+    /// connection (a connection, once open, outlives it).
+    #[arg(long, env = "PEERJS_TICKET_TTL_SECS", default_value_t = DEFAULT_PEERJS_TICKET_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub peerjs_ticket_ttl_secs: u64,
+    /// STUN URLs for `GET /api/ice-servers`, comma-separated
+    /// (e.g. `stun:stun.example.org:3478`).
+    #[arg(long, env = "STUN_URLS", value_delimiter = ',', global = true)]
+    pub stun_urls: Vec<String>,
+    /// TURN URLs, comma-separated (e.g. `turn:turn.example.org:3478?transport=udp`);
+    /// they need TURN_SECRET.
+    #[arg(long, env = "TURN_URLS", value_delimiter = ',', global = true)]
+    pub turn_urls: Vec<String>,
+    /// coturn's `static-auth-secret` (`use-auth-secret`): TURN credentials
+    /// are derived from it and expire.
+    #[arg(long, env = "TURN_SECRET", hide_env_values = true, global = true)]
+    pub turn_secret: Option<String>,
+    /// Seconds the TURN credentials handed out stay valid.
+    #[arg(long, env = "TURN_TTL", default_value_t = DEFAULT_TURN_TTL_SECS, value_parser = clap::value_parser!(u64).range(60..=604_800), global = true)]
+    pub turn_ttl: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            peerjs_path: DEFAULT_PEERJS_PATH.to_owned(),
+            peerjs_key: DEFAULT_PEERJS_KEY.to_owned(),
+            peerjs_expire_timeout_ms: DEFAULT_PEERJS_EXPIRE_TIMEOUT_MS,
+            peerjs_alive_timeout_ms: DEFAULT_PEERJS_ALIVE_TIMEOUT_MS,
+            peerjs_concurrent_limit: DEFAULT_PEERJS_CONCURRENT_LIMIT,
+            peerjs_allow_discovery: false,
+            peerjs_ticket_ttl_secs: DEFAULT_PEERJS_TICKET_TTL_SECS,
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl: DEFAULT_TURN_TTL_SECS,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The broker's path without its trailing slash, or `None` when off.
+    pub fn peerjs_path(&self) -> Result<Option<String>, String> {
+        let path = self.peerjs_path.trim().trim_end_matches('/');
+        if matches!(self.peerjs_path.trim(), "" | "off" | "false") {
+            return Ok(None);
+        }
+        let valid = path.starts_with('/')
+            && path[1..].split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            });
+        if !valid || path.starts_with("/api") || path.starts_with("/socket.io") {
+            return Err(format!(
+                "PEERJS_PATH `{}` must be a path of its own such as /peerjs (not /, /api or /socket.io)",
+                self.peerjs_path
+            ));
+        }
+        Ok(Some(path.to_owned()))
+    }
+
+    /// The non-empty URLs of a list.
+    pub fn urls(list: &[String]) -> Vec<String> {
+        list.iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
+    /// Refuses TURN URLs without the secret their credentials come from.
+    pub fn check(&self) -> Result<(), String> {
+        self.peerjs_path()?;
+        let secret = self.turn_secret.as_deref().is_some_and(|s| !s.is_empty());
+        if !Self::urls(&self.turn_urls).is_empty() && !secret {
+            return Err("TURN_URLS needs TURN_SECRET (coturn's static-auth-secret)".into());
+        }
+        if self.peerjs_key.trim().is_empty() {
+            return Err("PEERJS_KEY must not be empty".into());
+        }
+        Ok(())
+    }
 }
 
 fn default_host_roles() -> Vec<String> {
@@ -317,6 +436,7 @@ impl Default for Config {
             abandon_secs: DEFAULT_ABANDON_SECS,
             demo: false,
             demo_dir: None,
+            media: MediaConfig::default(),
         }
     }
 }

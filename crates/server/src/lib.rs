@@ -13,9 +13,11 @@ pub mod config;
 mod db_check;
 pub mod error;
 pub mod http;
+pub mod ice;
 mod input;
 pub mod keys;
 pub mod limits;
+pub mod peerjs;
 pub mod presence;
 pub mod serve;
 pub mod service;
@@ -44,6 +46,8 @@ use crate::keys::{KeySource, Keys};
 use crate::limits::{KeyedLimiter, Networks};
 use crate::presence::Presence;
 use crate::serve::Serving;
+use crate::service::outbox::{RoomControl, RoomControls};
+use crate::service::peers::{NoBroker, PeerDirectory};
 use crate::service::{CallService, Context, Services, Settings};
 use crate::socket::{LocalOutbox, LocalRooms, SharedRooms};
 use crate::state::{AppState, Limits};
@@ -122,6 +126,9 @@ impl Server {
                 "REST requests still running after the grace period"
             );
         }
+        if let Some(pj) = &self.state.peerjs {
+            pj.broker.close_all();
+        }
         if tokio::time::timeout_at(deadline, self.io.close())
             .await
             .is_err()
@@ -191,6 +198,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 /// [`start`] with the time taken from `clock` (tests move a manual one).
 pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     config.check_nodes().map_err(StartError::Config)?;
+    config.media.check().map_err(StartError::Config)?;
     if config.redis().is_some() {
         // Said aloud, so that nobody runs two nodes believing that
         // everything crosses between them already.
@@ -254,10 +262,62 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         Some((hub, _)) => Presence::shared(clock.clone(), hub.clone()),
         None => Presence::new(clock.clone()),
     });
+    let mut mesh_task = None;
+    let peerjs = match config.media.peerjs_path().map_err(StartError::Config)? {
+        Some(_) => {
+            let media = &config.media;
+            let settings = peerjs::BrokerSettings {
+                key: media.peerjs_key.clone(),
+                expire: Duration::from_millis(media.peerjs_expire_timeout_ms),
+                alive: Duration::from_millis(media.peerjs_alive_timeout_ms),
+                limit: media.peerjs_concurrent_limit,
+                discovery: media.peerjs_allow_discovery,
+            };
+            let tickets = peerjs::Tickets::load(
+                &db,
+                config.role_map()?,
+                media.peerjs_ticket_ttl_secs,
+                clock.now(),
+            )
+            .await?;
+            // Several nodes share ids and relay to each other over Redis.
+            let mesh = match (&bus, config.redis()) {
+                (Some((bus, _)), Some(url)) => Some(
+                    peerjs::Mesh::connect(url, bus.channel(), settings.alive)
+                        .await
+                        .map_err(StartError::Config)?,
+                ),
+                _ => None,
+            };
+            let broker = peerjs::Broker::new(
+                settings,
+                service::RoomAccess::new(db.clone()),
+                mesh.as_ref().map(|(m, _)| m.clone()),
+            );
+            if let Some((mesh, tasks)) = mesh {
+                let to = broker.clone();
+                mesh_task = Some(tokio::spawn(
+                    mesh.run(tasks, move |envelope| to.on_envelope(envelope)),
+                ));
+            }
+            Some(Arc::new(peerjs::PeerJs { broker, tickets }))
+        }
+        None => None,
+    };
+    // A call's end closes its signaling room and its PeerJS pairs.
+    let room_control: Arc<dyn RoomControl> = match &peerjs {
+        Some(pj) => Arc::new(RoomControls(vec![hub.clone(), pj.broker.clone()])),
+        None => hub.clone(),
+    };
+    let peer_directory: Arc<dyn PeerDirectory> = match &peerjs {
+        Some(pj) => pj.broker.clone(),
+        None => Arc::new(NoBroker),
+    };
     let ctx = Context::new(
         db.clone(),
         outbox.clone(),
-        hub.clone(),
+        room_control.clone(),
+        peer_directory,
         timer.clone(),
         clock.clone(),
         bus.as_ref().map(|(bus, _)| bus.clone()),
@@ -282,6 +342,8 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
             .as_ref()
             .map(|_| Arc::new(cluster::BusHealth::default())),
         redis: shared.as_ref().map(|(hub, _)| hub.health()),
+        ice: Arc::new(ice::IceSettings::new(&config.media)),
+        peerjs: peerjs.clone(),
     };
     socket::register(&io, state.clone(), hub.clone(), owed.clone());
     // Reload before listening, so nothing due is missed.
@@ -299,6 +361,10 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     if let Some((hub, redis)) = shared {
         tasks.push(tokio::spawn(hub.run(redis)));
     }
+    if let Some(pj) = &peerjs {
+        tasks.push(tokio::spawn(pj.broker.clone().run()));
+    }
+    tasks.extend(mesh_task);
     // Every node sweeps; with several nodes presence is shared, and the
     // abandon is a compare-and-set, so a call ends once.
     tasks.push(tokio::spawn(sweep_abandoned(
@@ -310,7 +376,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     if let Some((bus, listener)) = bus {
         let delivery = cluster::Delivery {
             outbox,
-            rooms: hub,
+            rooms: room_control,
             timer,
         };
         let (io, app) = (io.clone(), state.clone());

@@ -37,6 +37,10 @@ pub struct AppState {
     pub bus: Option<Arc<BusHealth>>,
     /// Several nodes: whether Redis (the shared rooms) answers.
     pub redis: Option<Arc<crate::cluster::RedisHealth>>,
+    /// ICE servers and TURN credentials for clients (CONTRACT §9).
+    pub ice: Arc<crate::ice::IceSettings>,
+    /// The PeerJS broker, unless `PEERJS_PATH` is empty.
+    pub peerjs: Option<Arc<crate::peerjs::PeerJs>>,
 }
 
 /// Per-client limits (CONTRACT §2: one abusive client never disturbs another).

@@ -26,6 +26,10 @@ pub const BUS_LAG: &str = "consultd_bus_lag_seconds";
 pub const ROOM_STREAM_LENGTH: &str = "consultd_room_stream_length";
 pub const REDIS_UP: &str = "consultd_redis_up";
 pub const NODES_REAPED: &str = "consultd_nodes_reaped_total";
+pub const PEERJS_PEERS: &str = "consultd_peerjs_peers";
+pub const PEERJS_RELAYED: &str = "consultd_peerjs_relayed_total";
+pub const PEERJS_REFUSED: &str = "consultd_peerjs_refused_total";
+pub const PEERJS_EXPIRED: &str = "consultd_peerjs_expired_total";
 
 /// Installs the log subscriber. A second call (tests start several servers
 /// in one process) keeps the first subscriber.

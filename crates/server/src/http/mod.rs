@@ -8,6 +8,7 @@ mod consult;
 mod demo;
 mod health;
 mod me;
+mod media;
 
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,10 @@ pub fn router(state: AppState) -> Router {
     } else {
         Router::new()
     };
+    let peerjs = match (&state.peerjs, state.config.media.peerjs_path()) {
+        (Some(_), Ok(Some(path))) => crate::peerjs::routes(&path),
+        _ => Router::new(),
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -126,6 +131,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat-sessions/{id}/accept", post(chat::accept))
         .route("/api/chat-sessions/{id}/end", post(chat::end))
         .route("/api/chat/{id}/messages", get(chat::history))
+        .route("/api/ice-servers", get(media::ice_servers))
+        .route("/api/peerjs/ticket", post(media::peerjs_ticket))
+        .merge(peerjs)
         .merge(demo)
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)

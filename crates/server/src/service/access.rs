@@ -2,7 +2,7 @@
 //! session's room (§7). Decided once, at join; relaying and chatting after
 //! that never ask the database who may.
 
-use consultd_domain::{CallId, CallKind, CallOrigin, CallStatus, ChatSession, Principal};
+use consultd_domain::{CallId, CallKind, CallOrigin, CallStatus, ChatSession, Principal, UserId};
 use consultd_persistence::{CallRecord, CallRepo, ChatRepo, Db};
 
 use super::chat_messages::HISTORY_DEFAULT;
@@ -75,6 +75,23 @@ impl RoomAccess {
         Ok(RoomGrant {
             call_id: record.call.id,
         })
+    }
+
+    /// The calls that let `a` and `b` signal each other outside a room (the
+    /// PeerJS broker): the ones whose room both could join now. Empty for
+    /// strangers, for one user with themself, and once every shared call
+    /// is over.
+    pub async fn shared_calls(&self, a: &UserId, b: &UserId) -> Result<Vec<CallId>, ApiError> {
+        if a == b {
+            return Ok(Vec::new());
+        }
+        Ok(CallRepo
+            .live_between(self.db.conn(), a.as_str(), b.as_str())
+            .await?
+            .into_iter()
+            .filter(joinable)
+            .map(|r| r.call.id)
+            .collect())
     }
 
     /// Whether the call is still joinable, read again after its room was

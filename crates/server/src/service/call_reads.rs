@@ -29,6 +29,17 @@ impl CallService {
             .await
             .map_err(MoveError::in_call_words)?;
         let side = record.call.set_peer_id(&p.user_id, peer_id)?;
+        // Publishing another user's broker id would send the other side's
+        // offer to them (the broker would refuse to relay it, but the call
+        // would never connect). An id nobody holds yet is fine: the
+        // participant connects with it next.
+        if let Some(holder) = self.ctx.peers.holder(peer_id).await
+            && holder != p.user_id
+        {
+            return Err(ApiError::forbidden(
+                "that peer id is held on the PeerJS broker by another user",
+            ));
+        }
         let txn = self.ctx.db.begin_write().await?;
         CallRepo
             .set_peer_id(&*txn, &record.call.id, side, peer_id)

@@ -10,6 +10,7 @@ use consultd_persistence::{AuditRepo, Conn, Db, NewAuditEntry, WriteTxn};
 
 use super::order::Sequencer;
 use super::outbox::{Notice, Notices, Outbox, RoomControl};
+use super::peers::PeerDirectory;
 use crate::clock::SharedClock;
 use crate::error::ApiError;
 use crate::timers::{Deadline, Timer};
@@ -21,6 +22,8 @@ pub struct Context {
     pub db: Db,
     pub outbox: Arc<dyn Outbox>,
     pub rooms: Arc<dyn RoomControl>,
+    /// Who holds which PeerJS id (the media broker).
+    pub peers: Arc<dyn PeerDirectory>,
     /// Keyed by schedule id (queue calls and queue changes share it), by
     /// call id (calls without a schedule) or by chat session id.
     pub(crate) order: Sequencer,
@@ -36,6 +39,7 @@ impl Context {
         db: Db,
         outbox: Arc<dyn Outbox>,
         rooms: Arc<dyn RoomControl>,
+        peers: Arc<dyn PeerDirectory>,
         timer: Timer,
         clock: SharedClock,
         bus: Option<Bus>,
@@ -44,6 +48,7 @@ impl Context {
             db,
             outbox,
             rooms,
+            peers,
             order: Sequencer::new(ORDER_STRIPES),
             timer,
             clock,

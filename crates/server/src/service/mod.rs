@@ -17,6 +17,7 @@ mod context;
 mod direct;
 mod order;
 pub mod outbox;
+pub mod peers;
 mod queue;
 mod queue_rows;
 mod schedule;

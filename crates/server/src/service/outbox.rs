@@ -11,6 +11,8 @@
 //! together, a cluster can hand them over inside the transaction instead.
 //! The services' own tests use a recording fake of both (`service::tests`).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use consultd_domain::{CallId, CallStatus, ChatId, ChatStatus, Status, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
@@ -162,6 +164,24 @@ pub trait RoomControl: Send + Sync + 'static {
     /// The chat session ended: its room keeps its history but refuses
     /// typing.
     fn chat_ended(&self, chat: &ChatId);
+}
+
+/// Several room ports told the same things in turn (the socket rooms,
+/// then the media broker).
+pub struct RoomControls(pub Vec<Arc<dyn RoomControl>>);
+
+impl RoomControl for RoomControls {
+    fn close_call(&self, call: &CallId) {
+        for control in &self.0 {
+            control.close_call(call);
+        }
+    }
+
+    fn chat_ended(&self, chat: &ChatId) {
+        for control in &self.0 {
+            control.chat_ended(chat);
+        }
+    }
 }
 
 /// One consequence of a committed change.

@@ -117,6 +117,7 @@ impl Harness {
             db,
             witness.clone(),
             witness.clone(),
+            Arc::new(super::peers::NoBroker),
             timer,
             Arc::new(clock.clone()),
             None,

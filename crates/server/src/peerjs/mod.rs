@@ -1,0 +1,210 @@
+//! The PeerJS server protocol (CONTRACT §9) beside REST and Socket.IO, on
+//! the same port and the same identity. With the default path `/peerjs`:
+//! - `GET /peerjs`: the server's description;
+//! - `GET /peerjs/{key}/id`: a fresh id;
+//! - `GET /peerjs/{key}/peers`: every id held, only with discovery on;
+//! - websocket `/peerjs/peerjs?key&id&token&version`: the broker.
+//!
+//! The `token` is a consultd JWT or a ticket from `POST
+//! /api/peerjs/ticket`. What the broker relays, and to whom, is
+//! [`broker`]'s business; this module speaks HTTP and websockets.
+
+pub mod broker;
+pub mod mesh;
+pub mod ticket;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use consultd_domain::Principal;
+use tracing::Instrument;
+
+pub use broker::{Broker, BrokerSettings};
+pub use mesh::Mesh;
+pub use ticket::{Ticket, Tickets};
+
+use crate::auth::AuthError;
+use crate::state::AppState;
+use broker::{Refused, errors};
+
+/// The broker and its tickets, when PeerJS is on.
+pub struct PeerJs {
+    pub broker: Arc<Broker>,
+    pub tickets: Tickets,
+}
+
+/// The largest frame a peer may send (an SDP with many candidates is a
+/// few KiB).
+const MAX_FRAME: usize = 64 * 1024;
+
+/// PeerJS server's own description, as it answers `GET {path}`.
+const INFO: &str = r#"{"name":"PeerJS Server","description":"A server side element to broker connections between PeerJS clients.","website":"https://peerjs.com/"}"#;
+
+/// The routes under `path` (no trailing slash).
+pub fn routes(path: &str) -> Router<AppState> {
+    Router::new()
+        .route(path, get(info))
+        .route(&format!("{path}/"), get(info))
+        .route(&format!("{path}/peerjs"), get(upgrade))
+        .route(&format!("{path}/{{key}}/id"), get(fresh_id))
+        .route(&format!("{path}/{{key}}/peers"), get(peers))
+}
+
+fn broker_of(state: &AppState) -> Option<&PeerJs> {
+    state.peerjs.as_deref()
+}
+
+async fn info() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], INFO).into_response()
+}
+
+/// A fresh id, as text (PeerJS answers it as `text/html`). Any key gets
+/// one, as with PeerJS: the key is checked when the id is used.
+async fn fresh_id(State(state): State<AppState>, Path(_key): Path<String>) -> Response {
+    match broker_of(&state) {
+        Some(pj) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            pj.broker.fresh_id(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn peers(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+    match broker_of(&state) {
+        Some(pj) if pj.broker.settings().discovery && key == pj.broker.settings().key => {
+            axum::Json(pj.broker.ids().await).into_response()
+        }
+        Some(_) => StatusCode::UNAUTHORIZED.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The query of the websocket URL. The token never goes in a log.
+#[derive(Default)]
+struct Query {
+    key: Option<String>,
+    id: Option<String>,
+    token: Option<String>,
+}
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Self {
+        let mut q = Self::default();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let slot = match &*k {
+                "key" => &mut q.key,
+                "id" => &mut q.id,
+                "token" => &mut q.token,
+                _ => continue,
+            };
+            if slot.is_none() && !v.is_empty() {
+                *slot = Some(v.into_owned());
+            }
+        }
+        q
+    }
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if state.peerjs.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let query = Query::parse(raw.as_deref());
+    ws.max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        .on_upgrade(move |socket| connected(socket, state, query))
+}
+
+/// Who a token stands for: a ticket first (the cheaper check), then a JWT.
+fn identify(state: &AppState, pj: &PeerJs, token: &str) -> Result<Principal, &'static str> {
+    let refusal = |e: AuthError| match e {
+        AuthError::Expired => errors::EXPIRED_TOKEN,
+        AuthError::Unauthorized => errors::INVALID_TOKEN,
+    };
+    match pj.tickets.verify(token) {
+        Ok(p) => Ok(p),
+        Err(AuthError::Expired) => Err(errors::EXPIRED_TOKEN),
+        Err(AuthError::Unauthorized) => state.auth.verify(token).map_err(refusal),
+    }
+}
+
+/// Sends one frame and closes, as PeerJS refuses a socket.
+async fn refuse(mut ws: WebSocket, text: String) {
+    let _ = ws.send(Message::Text(text.into())).await;
+    let _ = ws.send(Message::Close(None)).await;
+}
+
+async fn connected(ws: WebSocket, state: AppState, query: Query) {
+    let Some(pj) = state.peerjs.clone() else {
+        return;
+    };
+    let (Some(key), Some(id), Some(token)) = (query.key, query.id, query.token) else {
+        return refuse(ws, broker::error_frame(errors::INVALID_WS_PARAMETERS)).await;
+    };
+    if key != pj.broker.settings().key {
+        return refuse(ws, broker::error_frame(errors::INVALID_KEY)).await;
+    }
+    if !broker::valid_id(&id) {
+        return refuse(ws, broker::error_frame(errors::INVALID_ID)).await;
+    }
+    let principal = match identify(&state, &pj, &token) {
+        Ok(p) => p,
+        Err(msg) => return refuse(ws, broker::error_frame(msg)).await,
+    };
+    let (me, outlet) = match pj.broker.register(&id, &token, &principal.user_id).await {
+        Ok(registered) => registered,
+        Err(Refused::IdTaken) => return refuse(ws, broker::id_taken_frame()).await,
+        Err(Refused::Full) => {
+            return refuse(ws, broker::error_frame(errors::CONNECTION_LIMIT_EXCEED)).await;
+        }
+        Err(Refused::Unavailable) => {
+            return refuse(ws, broker::error_frame(errors::UNAVAILABLE)).await;
+        }
+    };
+    drop(token);
+    let span = tracing::info_span!("peerjs", user = %me.user, conn = me.conn);
+    serve_peer(ws, &pj.broker, me, outlet)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_peer(
+    mut ws: WebSocket,
+    broker: &Broker,
+    me: broker::Session,
+    mut outlet: broker::Outlet,
+) {
+    tracing::debug!("peer connected");
+    broker.claimed(&me).await;
+    loop {
+        tokio::select! {
+            biased;
+            () = outlet.close.notified() => break,
+            frame = outlet.frames.recv() => {
+                let Some(text) = frame else { break };
+                if ws.send(Message::Text((&*text).into())).await.is_err() {
+                    break;
+                }
+            }
+            inbound = ws.recv() => match inbound {
+                Some(Ok(Message::Text(text))) => broker.on_text(&me, text.as_str()).await,
+                Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            },
+        }
+    }
+    broker.unregister(&me).await;
+    let _ = ws.send(Message::Close(None)).await;
+    tracing::debug!("peer gone");
+}
