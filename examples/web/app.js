@@ -1,11 +1,17 @@
 // consultd's browser demo: the queue consultation app's flow (go online, queue, ready, invite,
 // accept) and then a real WebRTC call whose offer, answer and ICE
-// candidates go through consultd's `webrtc:*` relay. Plain JS on purpose:
+// candidates go through consultd's `webrtc:*` relay, or, with
+// `?media=peerjs`, through consultd's PeerJS broker as the seed's app does
+// it (new Peer, set-peer-id, peer.call, answer). Plain JS on purpose:
 // every line here is what a React or React Native client does too.
+// `?relay=1` sends the media through TURN only (iceTransportPolicy "relay").
 'use strict';
 
-const role = new URLSearchParams(location.search).get('role');
-const linkedSchedule = new URLSearchParams(location.search).get('schedule');
+const params = new URLSearchParams(location.search);
+const role = params.get('role');
+const linkedSchedule = params.get('schedule');
+const media = params.get('media') === 'peerjs' ? 'peerjs' : 'socket.io';
+const relayOnly = params.get('relay') === '1';
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -17,6 +23,9 @@ const state = {
   invitation: null, // the call the patient is invited to
   call: null, // the call in progress
   pc: null,
+  peer: null, // the PeerJS peer (?media=peerjs)
+  media: null, // its MediaConnection
+  otherPeerId: null,
   local: null,
   remoteReady: false, // the remote description is set: candidates may be added
   queuedRemote: [], // candidates that arrived before it
@@ -111,7 +120,7 @@ async function startPractice(socket) {
   const schedule = await api('POST', '/api/schedules', { date: today, startTime: '00:00', endTime: '23:59' });
   state.schedule = await api('POST', `/api/schedules/${schedule.id}/start`);
   $('practice').textContent = `Online (schedule ${state.schedule.id}).`;
-  $('patient-link').href = `/demo/?role=patient&schedule=${encodeURIComponent(state.schedule.id)}`;
+  $('patient-link').href = `/demo/?role=patient&schedule=${encodeURIComponent(state.schedule.id)}${media === 'peerjs' ? '&media=peerjs' : ''}`;
   renderQueue(await api('GET', `/api/schedules/${state.schedule.id}/queue`));
   log('practice started: patients are told you are online');
 }
@@ -209,6 +218,12 @@ function listenForCalls(socket) {
   socket.on('call_cancelled', (call) => closeInvitation(call, 'cancelled'));
   socket.on('call_expired', (call) => closeInvitation(call, 'expired'));
   socket.on('call_activated', (call) => log(`call ${call.id} is ACTIVE`));
+  socket.on('peer_id_updated', ({ callSessionId, peerId }) => {
+    if (state.call?.id !== callSessionId) return;
+    log(`the other side's PeerJS id is ${peerId}`);
+    state.otherPeerId = peerId;
+    callPeer();
+  });
   socket.on('call_ended', (call) => {
     if (state.call?.id === call.id) endLocally('the call ended');
   });
@@ -258,7 +273,8 @@ async function startCall(call) {
   }
   state.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   $('local-video').srcObject = state.local;
-  const pc = new RTCPeerConnection({ iceServers: iceServers() });
+  if (media === 'peerjs') return startPeerCall(call);
+  const pc = new RTCPeerConnection(await rtcConfig());
   state.pc = pc;
   for (const track of state.local.getTracks()) pc.addTrack(track, state.local);
   pc.ontrack = (e) => {
@@ -291,10 +307,74 @@ async function startCall(call) {
   }
 }
 
-function iceServers() {
-  // No STUN needed on one machine or one LAN; `?stun=stun:host:port` for more.
-  const stun = new URLSearchParams(location.search).get('stun');
-  return stun ? [{ urls: stun }] : [];
+/** The ICE servers consultd hands out (STUN, and TURN with expiring credentials). */
+async function rtcConfig() {
+  const { iceServers } = await api('GET', '/api/ice-servers');
+  // `?stun=stun:host:port` adds one more.
+  const stun = params.get('stun');
+  if (stun) iceServers.push({ urls: stun });
+  log(`ICE servers: ${iceServers.map((s) => s.urls).flat().join(', ') || 'none (host candidates only)'}`);
+  return { iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' };
+}
+
+// ---------------------------------------------------------------- the call, over PeerJS
+
+/**
+ * The seed's phases 7 to 9 with consultd as the PeerJS server: each side
+ * opens a Peer (its token a ticket from consultd, so the JWT stays out of
+ * the URL), publishes its id with set-peer-id, and the doctor calls the
+ * patient's id once both are known.
+ */
+async function startPeerCall(call) {
+  const [{ token }, config] = await Promise.all([api('POST', '/api/peerjs/ticket'), rtcConfig()]);
+  const secure = location.protocol === 'https:';
+  const peer = new Peer({
+    host: location.hostname,
+    port: Number(location.port) || (secure ? 443 : 80),
+    path: '/peerjs',
+    secure,
+    token,
+    config,
+  });
+  state.peer = peer;
+  peer.on('open', (id) =>
+    run(async () => {
+      log(`PeerJS id ${id}`);
+      const updated = await api('POST', `/api/call-sessions/${call.id}/set-peer-id`, { peerId: id });
+      // Phase 8: whichever id the other side published first is here already.
+      state.otherPeerId ??= role === 'doctor' ? updated.patientPeerId : updated.doctorPeerId;
+      callPeer();
+    })(),
+  );
+  peer.on('call', (incoming) => {
+    log(`PeerJS call from ${incoming.peer}`);
+    incoming.answer(state.local);
+    watchPeerMedia(incoming);
+  });
+  peer.on('error', (e) => log(`PeerJS ${e.type}: ${e.message}`));
+  state.statsTimer = setInterval(countFrames, 500);
+}
+
+/** The doctor calls once their own peer is open and the patient's id is known. */
+function callPeer() {
+  if (role !== 'doctor' || !state.peer?.open || !state.otherPeerId || state.media) return;
+  log(`calling ${state.otherPeerId}`);
+  watchPeerMedia(state.peer.call(state.otherPeerId, state.local));
+}
+
+function watchPeerMedia(connection) {
+  state.media = connection;
+  state.pc = connection.peerConnection;
+  connection.on('stream', (remote) => {
+    $('remote-video').srcObject = remote;
+  });
+  connection.on('iceStateChanged', (ice) => {
+    $('ice-state').textContent = ice;
+    if (ice === 'connected' || ice === 'completed') {
+      setState('call-state', 'connected');
+      api('POST', `/api/call-sessions/${state.call.id}/activate`).catch((e) => log(e.message));
+    }
+  });
 }
 
 function signal(event, payload) {
@@ -357,6 +437,7 @@ function listenForSignaling(socket) {
 }
 
 async function countFrames() {
+  state.pc ??= state.media?.peerConnection ?? null;
   if (!state.pc) return;
   const stats = await state.pc.getStats();
   for (const report of stats.values()) {
@@ -377,12 +458,17 @@ function toggleTrack(kind, button, on, off) {
 /** Stops media and the connection; the server already knows the call ended. */
 function endLocally(why) {
   clearInterval(state.statsTimer);
+  state.media?.close();
+  state.peer?.destroy();
   state.pc?.close();
   for (const track of state.local?.getTracks() ?? []) track.stop();
   if (state.call) state.socket.emit('webrtc:leave_room', { roomId: state.call.id });
   Object.assign(state, {
     call: null,
     pc: null,
+    peer: null,
+    media: null,
+    otherPeerId: null,
     local: null,
     remoteReady: false,
     queuedRemote: [],
@@ -406,12 +492,13 @@ if (!cameraAvailable()) {
   $('insecure').textContent = INSECURE;
   show('insecure');
 }
-if (typeof io === 'undefined') {
-  $('whoami').textContent = 'socket.io-client is missing: run `npm ci` in examples/web, then reload.';
+if (typeof io === 'undefined' || typeof Peer === 'undefined') {
+  $('whoami').textContent = 'socket.io-client or peerjs is missing: run `npm ci` in examples/web, then reload.';
 } else if (role === 'doctor' || role === 'patient') {
   show('pick', false);
   show('online');
   $('name').value = role === 'doctor' ? 'Dr Demo' : 'Pat Demo';
+  $('media-path').textContent = `Media signaling: ${media === 'peerjs' ? "consultd's PeerJS broker" : 'webrtc:* over Socket.IO'}.`;
   $('go-online').onclick = run(goOnline);
   $('toggle-mic').onclick = () => toggleTrack('audio', $('toggle-mic'), 'Mute microphone', 'Unmute microphone');
   $('toggle-camera').onclick = () => toggleTrack('video', $('toggle-camera'), 'Turn camera off', 'Turn camera on');

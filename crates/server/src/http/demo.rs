@@ -19,6 +19,8 @@ use crate::state::AppState;
 
 /// Where `npm ci` in the demo directory puts the browser bundle.
 pub(crate) const CLIENT_BUNDLE: &str = "node_modules/socket.io-client/dist/socket.io.min.js";
+/// The PeerJS client's browser bundle, for the `?media=peerjs` variant.
+pub(crate) const PEERJS_BUNDLE: &str = "node_modules/peerjs/dist/peerjs.min.js";
 
 /// Long enough for a demo call, short enough that a leaked one is soon useless.
 const DEMO_TOKEN_TTL_SECS: u64 = 2 * 60 * 60;
@@ -31,6 +33,10 @@ pub(super) fn routes(dir: &Path) -> Router<AppState> {
         .route_service(
             "/demo/socket.io.min.js",
             ServeFile::new(dir.join(CLIENT_BUNDLE)),
+        )
+        .route_service(
+            "/demo/peerjs.min.js",
+            ServeFile::new(dir.join(PEERJS_BUNDLE)),
         )
         .nest_service("/demo/", ServeDir::new(dir))
 }
