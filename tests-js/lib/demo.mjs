@@ -66,6 +66,16 @@ export async function queueToCall(doctor, patient, assert) {
   await patient.click('#accept');
 }
 
+/** The call is connected on `page` and decodes the other side's video. */
+export async function expectVideo(page, assert) {
+  await page.waitForSelector('#call-state[data-state="connected"]', { timeout: 30_000 });
+  assert.match(await iceState(page), /^(connected|completed)$/);
+  await page.waitForFunction(() => Number(document.getElementById('frames').textContent) > 0, null, {
+    timeout: 30_000,
+  });
+  assert.ok((await inboundVideoFrames(page)) > 0, 'inbound video frames');
+}
+
 export const iceState = (page) => page.evaluate(() => window.consultdDemo.pc.iceConnectionState);
 
 /** Frames of video decoded from the other side, straight from the peer connection's stats. */

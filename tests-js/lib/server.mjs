@@ -100,3 +100,23 @@ export function within(ms, promise, what) {
     }),
   ]);
 }
+
+/**
+ * A PostgreSQL schema of its own for a group of nodes, and the environment
+ * that makes them one cluster (the schema's database, Redis, one secret).
+ * `drop()` removes the schema.
+ */
+export function clusterSchema(pgUrl, prefix, secret) {
+  const schema = `${prefix}_${process.pid}_${Date.now()}`;
+  const psql = (sql) => execFileSync('psql', [pgUrl, '-q', '-c', sql]);
+  psql(`CREATE SCHEMA "${schema}"`);
+  const sep = pgUrl.includes('?') ? '&' : '?';
+  return {
+    env: {
+      DATABASE_URL: `${pgUrl}${sep}options=-c%20search_path%3D${schema}`,
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      JWT_SECRET: secret,
+    },
+    drop: () => psql(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`),
+  };
+}

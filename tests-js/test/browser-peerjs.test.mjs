@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COTURN_MISSING, startCoturn } from '../lib/coturn.mjs';
-import { DEMO_DIR, MISSING, iceState, inboundVideoFrames, launch, openPages, queueToCall, selectedPair, skip } from '../lib/demo.mjs';
+import { DEMO_DIR, MISSING, expectVideo, launch, openPages, queueToCall, selectedPair, skip } from '../lib/demo.mjs';
 import { startConsultd } from '../lib/server.mjs';
 
 const TURN_REQUIRED = process.env.CONSULTD_TURN_TESTS === 'required';
@@ -37,12 +37,7 @@ test(`doctor and patient hold a PeerJS call through consultd's broker${relay ? '
     await queueToCall(doctor, patient, assert);
 
     for (const page of [doctor, patient]) {
-      await page.waitForSelector('#call-state[data-state="connected"]', { timeout: 30_000 });
-      assert.match(await iceState(page), /^(connected|completed)$/);
-      await page.waitForFunction(() => Number(document.getElementById('frames').textContent) > 0, null, {
-        timeout: 30_000,
-      });
-      assert.ok((await inboundVideoFrames(page)) > 0, 'inbound video frames');
+      await expectVideo(page, assert);
       // The offer and answer went through the broker: PeerJS, not webrtc:*.
       assert.ok(await page.evaluate(() => window.consultdDemo.peer.open), 'the Peer is open on consultd');
       if (turn) assert.deepEqual(await selectedPair(page), { local: 'relay', remote: 'relay' });

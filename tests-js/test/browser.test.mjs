@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEMO_DIR, MISSING, iceState, inboundVideoFrames, launch, openPages, queueToCall, skip } from '../lib/demo.mjs';
+import { DEMO_DIR, MISSING, expectVideo, launch, openPages, queueToCall, skip } from '../lib/demo.mjs';
 import { startConsultd } from '../lib/server.mjs';
 
 test('doctor and patient hold a WebRTC call in Chromium through consultd', { skip, timeout: 120_000 }, async (t) => {
@@ -28,12 +28,7 @@ test('doctor and patient hold a WebRTC call in Chromium through consultd', { ski
     await queueToCall(doctor, patient, assert);
 
     for (const page of [doctor, patient]) {
-      await page.waitForSelector('#call-state[data-state="connected"]', { timeout: 30_000 });
-      assert.match(await iceState(page), /^(connected|completed)$/);
-      await page.waitForFunction(() => Number(document.getElementById('frames').textContent) > 0, null, {
-        timeout: 30_000,
-      });
-      assert.ok((await inboundVideoFrames(page)) > 0, 'inbound video frames');
+      await expectVideo(page, assert);
     }
     await doctor.screenshot({ path: join(shots, 'doctor-in-call.png') });
     await patient.screenshot({ path: join(shots, 'patient-in-call.png') });

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { client } from '../lib/clients.mjs';
-import { freePort, startConsultd, within } from '../lib/server.mjs';
+import { clusterSchema, freePort, startConsultd, within } from '../lib/server.mjs';
 
 const REQUIRED = process.env.CONSULTD_NODES_TESTS === 'required';
 const PG = process.env.TEST_DATABASE_URL;
@@ -32,22 +32,15 @@ const SECRET = 'nodes-test-secret-that-is-long-enough-for-hs256';
 const EVENTS = ['doctor_online', 'queue_updated', 'call_invitation', 'call_confirmed', 'call_ended', 'webrtc:offer', 'webrtc:peer_joined'];
 
 describe('two nodes behind HAProxy', { skip: missing.length > 0 && `needs ${missing.join(', ')}` }, () => {
-  const schema = `t_js_${process.pid}_${Date.now()}`;
-  const psql = (sql) => execFileSync('psql', [PG, '-q', '-c', sql]);
+  let cluster;
   let nodes = [];
   let proxy;
   let lb;
   let dir;
 
   before(async () => {
-    psql(`CREATE SCHEMA "${schema}"`);
-    const sep = PG.includes('?') ? '&' : '?';
-    const env = {
-      DATABASE_URL: `${PG}${sep}options=-c%20search_path%3D${schema}`,
-      REDIS_URL: 'redis://127.0.0.1:6379',
-      JWT_SECRET: SECRET,
-      TRUSTED_PROXIES: '127.0.0.1/32',
-    };
+    cluster = clusterSchema(PG, 't_js', SECRET);
+    const env = { ...cluster.env, TRUSTED_PROXIES: '127.0.0.1/32' };
     nodes = [await startConsultd(env), await startConsultd(env)];
     dir = mkdtempSync(join(tmpdir(), 'consultd-lb-'));
     const port = await freePort();
@@ -94,7 +87,7 @@ describe('two nodes behind HAProxy', { skip: missing.length > 0 && `needs ${miss
     proxy?.kill('SIGTERM');
     for (const n of nodes) await n.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
-    if (PG) psql(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    cluster?.drop();
   });
 
   // A browser keeps the balancer's cookie by itself; these Node clients

@@ -6,9 +6,8 @@
 // expected on 127.0.0.1:6379.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { api, liveCall, open, peer, sleep } from '../lib/peerjs.mjs';
-import { startConsultd, within } from '../lib/server.mjs';
+import { clusterSchema, startConsultd, within } from '../lib/server.mjs';
 
 const REQUIRED = process.env.CONSULTD_NODES_TESTS === 'required';
 const PG = process.env.TEST_DATABASE_URL;
@@ -16,28 +15,21 @@ if (REQUIRED) assert.ok(PG, 'CONSULTD_NODES_TESTS=required but TEST_DATABASE_URL
 const SECRET = 'peerjs-nodes-secret-that-is-long-enough-for-hs256';
 
 describe('the PeerJS broker on two nodes', { skip: !PG && 'needs TEST_DATABASE_URL' }, () => {
-  const schema = `t_pj_${process.pid}_${Date.now()}`;
-  const psql = (sql) => execFileSync('psql', [PG, '-q', '-c', sql]);
+  let cluster;
   let one;
   let two;
   const t = {};
 
   before(async () => {
-    psql(`CREATE SCHEMA "${schema}"`);
-    const sep = PG.includes('?') ? '&' : '?';
-    const env = {
-      DATABASE_URL: `${PG}${sep}options=-c%20search_path%3D${schema}`,
-      REDIS_URL: 'redis://127.0.0.1:6379',
-      JWT_SECRET: SECRET,
-    };
-    [one, two] = [await startConsultd(env), await startConsultd(env)];
+    cluster = clusterSchema(PG, 't_pj', SECRET);
+    [one, two] = [await startConsultd(cluster.env), await startConsultd(cluster.env)];
     t.doctor = one.token('pjn-doc', 'doctor', 'Dr N');
     t.patient = one.token('pjn-pat', 'patient', 'Pat N');
     t.stranger = one.token('pjn-str', 'patient', 'Stranger');
   });
   after(async () => {
     await Promise.all([one?.stop(), two?.stop()]);
-    psql(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    cluster?.drop();
   });
 
   test('OFFER, ANSWER and CANDIDATEs cross nodes in order, with src set by the server', async () => {

@@ -61,6 +61,25 @@ impl BusHealth {
     }
 }
 
+/// A client and a command connection to `REDIS_URL` that fail fast (a
+/// second to connect, two to answer) and reconnect by themselves: what the
+/// shared rooms and the PeerJS mesh each open.
+pub(crate) async fn redis_commands(
+    url: &str,
+) -> Result<(redis::Client, redis::aio::ConnectionManager), String> {
+    let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(std::time::Duration::from_secs(1))
+        .set_response_timeout(std::time::Duration::from_secs(2))
+        .set_number_of_retries(2)
+        .set_max_delay(500);
+    let commands = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(|e| format!("cannot reach Redis at REDIS_URL: {e}"))?;
+    Ok((client, commands))
+}
+
 /// Whether Redis answers, for the handlers and `/readyz`, and which of its
 /// key spaces this node's rooms use.
 #[derive(Debug)]

@@ -137,16 +137,7 @@ impl Mesh {
         prefix: &str,
         ttl: Duration,
     ) -> Result<(std::sync::Arc<Self>, MeshTasks), String> {
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2)
-            .set_max_delay(500);
-        let commands = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(|e| format!("cannot reach Redis at REDIS_URL: {e}"))?;
+        let (client, commands) = crate::cluster::redis_commands(url).await?;
         let node = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("{prefix}:pj");
         let subscription = subscribe(&client, &prefix, &node)

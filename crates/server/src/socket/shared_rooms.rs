@@ -139,16 +139,7 @@ impl SharedRooms {
         rooms: Arc<Rooms>,
         limits: ReplayLimits,
     ) -> Result<(Arc<Self>, SharedRoomTasks), String> {
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2)
-            .set_max_delay(500);
-        let mut commands = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(|e| format!("cannot reach Redis at REDIS_URL: {e}"))?;
+        let (client, mut commands) = crate::cluster::redis_commands(url).await?;
         let script = Script::new(SCRIPT);
         script
             .load_async(&mut commands)
