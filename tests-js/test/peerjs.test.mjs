@@ -216,6 +216,8 @@ describe('PeerJS broker limits', () => {
       PEERJS_PATH: '/media/pj',
       PEERJS_KEY: 'app-key',
       PEERJS_ALLOW_DISCOVERY: 'true',
+      EVENT_RATE: '5',
+      EVENT_BURST: '5',
     });
   });
   after(() => server?.stop());
@@ -238,6 +240,22 @@ describe('PeerJS broker limits', () => {
       clearInterval(beat);
     }
     await a.close();
+  });
+
+  test('a flood of frames is dropped past the socket\'s event rate', async () => {
+    const token = server.token('lim-2', 'doctor');
+    const metric = async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      return Number(/^consultd_peerjs_dropped_total (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    const before = await metric();
+    const p = await open(server, { id: 'lim-flood', token, key: 'app-key', path: '/media/pj' });
+    for (let i = 0; i < 50; i++) p.send({ type: 'CANDIDATE', dst: 'nobody', payload: { i } });
+    await sleep(300);
+    const dropped = (await metric()) - before;
+    assert.ok(dropped >= 40 && dropped <= 45, `dropped ${dropped} of 50 (burst 5)`);
+    assert.equal(p.ws.readyState, WebSocket.OPEN, 'dropped, not disconnected');
+    await p.close();
   });
 });
 

@@ -272,6 +272,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
                 alive: Duration::from_millis(media.peerjs_alive_timeout_ms),
                 limit: media.peerjs_concurrent_limit,
                 discovery: media.peerjs_allow_discovery,
+                rate: (config.event_rate, config.event_burst),
             };
             let tickets = peerjs::Tickets::load(
                 &db,

@@ -30,6 +30,7 @@ pub const PEERJS_PEERS: &str = "consultd_peerjs_peers";
 pub const PEERJS_RELAYED: &str = "consultd_peerjs_relayed_total";
 pub const PEERJS_REFUSED: &str = "consultd_peerjs_refused_total";
 pub const PEERJS_EXPIRED: &str = "consultd_peerjs_expired_total";
+pub const PEERJS_DROPPED: &str = "consultd_peerjs_dropped_total";
 
 /// Installs the log subscriber. A second call (tests start several servers
 /// in one process) keeps the first subscriber.

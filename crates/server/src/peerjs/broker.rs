@@ -53,6 +53,9 @@ pub struct BrokerSettings {
     pub alive: Duration,
     pub limit: usize,
     pub discovery: bool,
+    /// Frames per second one socket may send, and its burst (`EVENT_RATE`,
+    /// `EVENT_BURST`, as for a Socket.IO socket); `0` = unlimited.
+    pub rate: (u32, u32),
 }
 
 /// Messages one sender may have waiting for ids nobody holds.
@@ -778,6 +781,7 @@ mod tests {
             alive: ALIVE,
             limit,
             discovery: false,
+            rate: (0, 0),
         };
         (
             Broker::new(settings, RoomAccess::new(db.clone()), None),

@@ -21,7 +21,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use consultd_domain::Principal;
+use consultd_domain::{Principal, TokenBucket};
 use tracing::Instrument;
 
 pub use broker::{Broker, BrokerSettings};
@@ -30,6 +30,7 @@ pub use ticket::{Ticket, Tickets};
 
 use crate::auth::AuthError;
 use crate::state::AppState;
+use crate::telemetry::PEERJS_DROPPED;
 use broker::{Refused, errors};
 
 /// The broker and its tickets, when PeerJS is on.
@@ -186,6 +187,8 @@ async fn serve_peer(
     mut outlet: broker::Outlet,
 ) {
     tracing::debug!("peer connected");
+    let (rate, burst) = broker.settings().rate;
+    let mut bucket = TokenBucket::new(rate, burst, std::time::Instant::now());
     broker.claimed(&me).await;
     loop {
         tokio::select! {
@@ -198,7 +201,15 @@ async fn serve_peer(
                 }
             }
             inbound = ws.recv() => match inbound {
-                Some(Ok(Message::Text(text))) => broker.on_text(&me, text.as_str()).await,
+                Some(Ok(Message::Text(text))) => {
+                    // Each refused frame costs a database read: a flood is
+                    // dropped here, as a Socket.IO socket's is.
+                    if bucket.try_take(std::time::Instant::now()) {
+                        broker.on_text(&me, text.as_str()).await;
+                    } else {
+                        metrics::counter!(PEERJS_DROPPED).increment(1);
+                    }
+                }
                 Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
