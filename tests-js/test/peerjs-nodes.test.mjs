@@ -92,7 +92,7 @@ describe('the PeerJS broker on two nodes', { skip: !PG && 'needs TEST_DATABASE_U
     stranger.send({ type: 'OFFER', dst: 'n-doc-d', payload: { evil: true } });
     doc.send({ type: 'CANDIDATE', dst: 'n-pat-d', payload: { during: true } });
     assert.equal((await pat.next('CANDIDATE')).payload.during, true);
-    assert.deepEqual(await stranger.next('EXPIRE', 8000), { type: 'EXPIRE', src: 'n-doc-d', dst: 'n-str-d' });
+    assert.deepEqual(await stranger.next('EXPIRE', 12000), { type: 'EXPIRE', src: 'n-doc-d', dst: 'n-str-d' });
     assert.deepEqual(doc.frames, []);
 
     // set-peer-id on node two refuses the id the doctor holds on node one.
@@ -103,7 +103,7 @@ describe('the PeerJS broker on two nodes', { skip: !PG && 'needs TEST_DATABASE_U
     assert.equal((await api(two, 'POST', `/api/call-sessions/${call}/cancel`, t.patient)).status, 200);
     await sleep(300);
     doc.send({ type: 'CANDIDATE', dst: 'n-pat-d', payload: { after: true } });
-    assert.equal((await doc.next('EXPIRE', 8000)).src, 'n-pat-d');
+    assert.equal((await doc.next('EXPIRE', 12000)).src, 'n-pat-d');
     assert.deepEqual(pat.frames, []);
     await Promise.all([doc.close(), pat.close(), stranger.close()]);
   });

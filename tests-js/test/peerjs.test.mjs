@@ -100,10 +100,12 @@ describe('PeerJS broker', () => {
     stranger.send({ type: 'OFFER', dst: 'pat-b', payload: { sdp: 'evil' } });
     stranger.send({ type: 'CANDIDATE', dst: 'pat-b', payload: { c: 1 } });
     stranger.send({ type: 'LEAVE', dst: 'pat-b' });
-    const expire = await stranger.next('EXPIRE', 8000);
+    // Real time on a loaded machine: the 5 s are exact in the broker's unit
+    // tests (injected time); here the sweep's 1 s period and scheduling add.
+    const expire = await stranger.next('EXPIRE', 12000);
     const waited = Date.now() - sent;
     assert.deepEqual(expire, { type: 'EXPIRE', src: 'pat-b', dst: 'str-b' });
-    assert.ok(waited >= 4500 && waited < 7500, `EXPIRE after ${waited} ms`);
+    assert.ok(waited >= 4500 && waited < 10000, `EXPIRE after ${waited} ms`);
     await sleep(1500);
     assert.deepEqual(stranger.frames, [], 'one EXPIRE per destination');
     assert.deepEqual(pat.frames, [], 'the participant heard nothing');
@@ -126,7 +128,7 @@ describe('PeerJS broker', () => {
     await pat.next('OPEN');
     assert.equal((await pat.next('OFFER')).payload.n, 1);
     assert.equal((await pat.next('CANDIDATE')).payload.n, 2);
-    assert.deepEqual(await doc.next('EXPIRE', 7000), { type: 'EXPIRE', src: 'nobody-c', dst: 'doc-c' });
+    assert.deepEqual(await doc.next('EXPIRE', 12000), { type: 'EXPIRE', src: 'nobody-c', dst: 'doc-c' });
     assert.deepEqual(doc.frames, [], 'nothing expired for the id that was claimed');
     // A stranger claiming a waited-for id gets none of it.
     doc.send({ type: 'OFFER', dst: 'pat-c2', payload: { secret: true } });
@@ -146,7 +148,7 @@ describe('PeerJS broker', () => {
     const cancelled = await api(server, 'POST', `/api/call-sessions/${call}/cancel`, t.patient);
     assert.equal(cancelled.status, 200);
     doc.send({ type: 'CANDIDATE', dst: 'pat-d', payload: { after: true } });
-    assert.equal((await doc.next('EXPIRE', 8000)).src, 'pat-d');
+    assert.equal((await doc.next('EXPIRE', 12000)).src, 'pat-d');
     assert.deepEqual(pat.frames, []);
     await Promise.all([doc.close(), pat.close()]);
   });

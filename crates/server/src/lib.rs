@@ -126,8 +126,8 @@ impl Server {
                 "REST requests still running after the grace period"
             );
         }
-        if let Some(pj) = &self.state.peerjs {
-            pj.broker.close_all();
+        if let Some(broker) = &self.state.peerjs {
+            broker.close_all();
         }
         if tokio::time::timeout_at(deadline, self.io.close())
             .await
@@ -293,6 +293,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
             let broker = peerjs::Broker::new(
                 settings,
                 service::RoomAccess::new(db.clone()),
+                tickets,
                 mesh.as_ref().map(|(m, _)| m.clone()),
             );
             if let Some((mesh, tasks)) = mesh {
@@ -301,17 +302,17 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
                     mesh.run(tasks, move |envelope| to.on_envelope(envelope)),
                 ));
             }
-            Some(Arc::new(peerjs::PeerJs { broker, tickets }))
+            Some(broker)
         }
         None => None,
     };
     // A call's end closes its signaling room and its PeerJS pairs.
     let room_control: Arc<dyn RoomControl> = match &peerjs {
-        Some(pj) => Arc::new(RoomControls(vec![hub.clone(), pj.broker.clone()])),
+        Some(broker) => Arc::new(RoomControls(vec![hub.clone(), broker.clone()])),
         None => hub.clone(),
     };
     let peer_directory: Arc<dyn PeerDirectory> = match &peerjs {
-        Some(pj) => pj.broker.clone(),
+        Some(broker) => broker.clone(),
         None => Arc::new(NoBroker),
     };
     let ctx = Context::new(
@@ -362,8 +363,8 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
     if let Some((hub, redis)) = shared {
         tasks.push(tokio::spawn(hub.run(redis)));
     }
-    if let Some(pj) = &peerjs {
-        tasks.push(tokio::spawn(pj.broker.clone().run()));
+    if let Some(broker) = &peerjs {
+        tasks.push(tokio::spawn(broker.clone().run()));
     }
     tasks.extend(mesh_task);
     // Every node sweeps; with several nodes presence is shared, and the

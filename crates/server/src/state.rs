@@ -40,7 +40,7 @@ pub struct AppState {
     /// ICE servers and TURN credentials for clients (CONTRACT §9).
     pub ice: Arc<crate::ice::IceSettings>,
     /// The PeerJS broker, unless `PEERJS_PATH` is empty.
-    pub peerjs: Option<Arc<crate::peerjs::PeerJs>>,
+    pub peerjs: Option<Arc<crate::peerjs::broker::Broker>>,
 }
 
 /// Per-client limits (CONTRACT §2: one abusive client never disturbs another).

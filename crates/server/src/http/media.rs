@@ -27,7 +27,7 @@ pub(super) async fn peerjs_ticket(
         .peerjs
         .as_deref()
         .ok_or_else(|| ApiError::not_found("the PeerJS broker is switched off (PEERJS_PATH)"))?;
-    pj.tickets.mint(&p).map(Ok200).map_err(|e| {
+    pj.tickets().mint(&p).map(Ok200).map_err(|e| {
         tracing::error!(error = %e, "PeerJS ticket not minted");
         ApiError::Internal
     })

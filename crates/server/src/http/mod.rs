@@ -82,7 +82,9 @@ pub fn router(state: AppState) -> Router {
         Router::new()
     };
     let peerjs = match (&state.peerjs, state.config.media.peerjs_path()) {
-        (Some(_), Ok(Some(path))) => crate::peerjs::routes(&path),
+        (Some(broker), Ok(Some(path))) => {
+            crate::peerjs::routes(&path, broker.clone(), state.auth.clone())
+        }
         _ => Router::new(),
     };
     Router::new()

@@ -39,6 +39,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::mesh::{Claimed, Envelope, Mesh};
+use super::ticket::Tickets;
 use crate::service::RoomAccess;
 use crate::service::outbox::RoomControl;
 use crate::service::peers::PeerDirectory;
@@ -212,6 +213,8 @@ fn pair(a: &UserId, b: &UserId) -> (UserId, UserId) {
 pub struct Broker {
     settings: BrokerSettings,
     access: RoomAccess,
+    /// What `POST /api/peerjs/ticket` mints and connections may present.
+    tickets: Tickets,
     clients: DashMap<Arc<str>, Client>,
     /// Messages from this node's peers for ids nobody held when sent. A
     /// queue stays while it is handed over, so later frames line up behind.
@@ -229,10 +232,16 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(settings: BrokerSettings, access: RoomAccess, mesh: Option<Arc<Mesh>>) -> Arc<Self> {
+    pub fn new(
+        settings: BrokerSettings,
+        access: RoomAccess,
+        tickets: Tickets,
+        mesh: Option<Arc<Mesh>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             access,
+            tickets,
             clients: DashMap::new(),
             waiting: std::sync::Mutex::default(),
             refused: std::sync::Mutex::default(),
@@ -245,6 +254,10 @@ impl Broker {
 
     pub fn settings(&self) -> &BrokerSettings {
         &self.settings
+    }
+
+    pub fn tickets(&self) -> &Tickets {
+        &self.tickets
     }
 
     /// Every id held now, on every node (discovery).
@@ -783,11 +796,12 @@ mod tests {
             discovery: false,
             rate: (0, 0),
         };
-        (
-            Broker::new(settings, RoomAccess::new(db.clone()), None),
-            db,
-            tdb,
-        )
+        let roles = consultd_domain::RoleMap::new::<&str>(&[], &[], &[]).unwrap();
+        let tickets = Tickets::load(&db, roles, 60, chrono::Utc::now())
+            .await
+            .unwrap();
+        let broker = Broker::new(settings, RoomAccess::new(db.clone()), tickets, None);
+        (broker, db, tdb)
     }
 
     /// A live queue call between `host` and `guest`.

@@ -28,16 +28,9 @@ pub use broker::{Broker, BrokerSettings};
 pub use mesh::Mesh;
 pub use ticket::{Ticket, Tickets};
 
-use crate::auth::AuthError;
-use crate::state::AppState;
+use crate::auth::{AuthError, Authenticator};
 use crate::telemetry::PEERJS_DROPPED;
 use broker::{Refused, errors};
-
-/// The broker and its tickets, when PeerJS is on.
-pub struct PeerJs {
-    pub broker: Arc<Broker>,
-    pub tickets: Tickets,
-}
 
 /// The largest frame a peer may send (an SDP with many candidates is a
 /// few KiB).
@@ -46,18 +39,27 @@ const MAX_FRAME: usize = 64 * 1024;
 /// PeerJS server's own description, as it answers `GET {path}`.
 const INFO: &str = r#"{"name":"PeerJS Server","description":"A server side element to broker connections between PeerJS clients.","website":"https://peerjs.com/"}"#;
 
-/// The routes under `path` (no trailing slash).
-pub fn routes(path: &str) -> Router<AppState> {
+/// What the broker's routes share: the broker, and the verifier for
+/// tokens that are JWTs rather than tickets.
+#[derive(Clone)]
+struct Shared {
+    broker: Arc<Broker>,
+    auth: Arc<Authenticator>,
+}
+
+/// The routes under `path` (no trailing slash), with their state.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    path: &str,
+    broker: Arc<Broker>,
+    auth: Arc<Authenticator>,
+) -> Router<S> {
     Router::new()
         .route(path, get(info))
         .route(&format!("{path}/"), get(info))
         .route(&format!("{path}/peerjs"), get(upgrade))
         .route(&format!("{path}/{{key}}/id"), get(fresh_id))
         .route(&format!("{path}/{{key}}/peers"), get(peers))
-}
-
-fn broker_of(state: &AppState) -> Option<&PeerJs> {
-    state.peerjs.as_deref()
+        .with_state(Shared { broker, auth })
 }
 
 async fn info() -> Response {
@@ -66,24 +68,20 @@ async fn info() -> Response {
 
 /// A fresh id, as text (PeerJS answers it as `text/html`). Any key gets
 /// one, as with PeerJS: the key is checked when the id is used.
-async fn fresh_id(State(state): State<AppState>, Path(_key): Path<String>) -> Response {
-    match broker_of(&state) {
-        Some(pj) => (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            pj.broker.fresh_id(),
-        )
-            .into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+async fn fresh_id(State(s): State<Shared>, Path(_key): Path<String>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        s.broker.fresh_id(),
+    )
+        .into_response()
 }
 
-async fn peers(State(state): State<AppState>, Path(key): Path<String>) -> Response {
-    match broker_of(&state) {
-        Some(pj) if pj.broker.settings().discovery && key == pj.broker.settings().key => {
-            axum::Json(pj.broker.ids().await).into_response()
-        }
-        Some(_) => StatusCode::UNAUTHORIZED.into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
+async fn peers(State(s): State<Shared>, Path(key): Path<String>) -> Response {
+    let settings = s.broker.settings();
+    if settings.discovery && key == settings.key {
+        axum::Json(s.broker.ids().await).into_response()
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
     }
 }
 
@@ -114,29 +112,26 @@ impl Query {
 }
 
 async fn upgrade(
-    State(state): State<AppState>,
+    State(s): State<Shared>,
     RawQuery(raw): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if state.peerjs.is_none() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
     let query = Query::parse(raw.as_deref());
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
-        .on_upgrade(move |socket| connected(socket, state, query))
+        .on_upgrade(move |socket| connected(socket, s, query))
 }
 
 /// Who a token stands for: a ticket first (the cheaper check), then a JWT.
-fn identify(state: &AppState, pj: &PeerJs, token: &str) -> Result<Principal, &'static str> {
+fn identify(s: &Shared, token: &str) -> Result<Principal, &'static str> {
     let refusal = |e: AuthError| match e {
         AuthError::Expired => errors::EXPIRED_TOKEN,
         AuthError::Unauthorized => errors::INVALID_TOKEN,
     };
-    match pj.tickets.verify(token) {
+    match s.broker.tickets().verify(token) {
         Ok(p) => Ok(p),
         Err(AuthError::Expired) => Err(errors::EXPIRED_TOKEN),
-        Err(AuthError::Unauthorized) => state.auth.verify(token).map_err(refusal),
+        Err(AuthError::Unauthorized) => s.auth.verify(token).map_err(refusal),
     }
 }
 
@@ -146,24 +141,22 @@ async fn refuse(mut ws: WebSocket, text: String) {
     let _ = ws.send(Message::Close(None)).await;
 }
 
-async fn connected(ws: WebSocket, state: AppState, query: Query) {
-    let Some(pj) = state.peerjs.clone() else {
-        return;
-    };
+async fn connected(ws: WebSocket, s: Shared, query: Query) {
+    let pj = &s.broker;
     let (Some(key), Some(id), Some(token)) = (query.key, query.id, query.token) else {
         return refuse(ws, broker::error_frame(errors::INVALID_WS_PARAMETERS)).await;
     };
-    if key != pj.broker.settings().key {
+    if key != pj.settings().key {
         return refuse(ws, broker::error_frame(errors::INVALID_KEY)).await;
     }
     if !broker::valid_id(&id) {
         return refuse(ws, broker::error_frame(errors::INVALID_ID)).await;
     }
-    let principal = match identify(&state, &pj, &token) {
+    let principal = match identify(&s, &token) {
         Ok(p) => p,
         Err(msg) => return refuse(ws, broker::error_frame(msg)).await,
     };
-    let (me, outlet) = match pj.broker.register(&id, &token, &principal.user_id).await {
+    let (me, outlet) = match pj.register(&id, &token, &principal.user_id).await {
         Ok(registered) => registered,
         Err(Refused::IdTaken) => return refuse(ws, broker::id_taken_frame()).await,
         Err(Refused::Full) => {
@@ -175,9 +168,7 @@ async fn connected(ws: WebSocket, state: AppState, query: Query) {
     };
     drop(token);
     let span = tracing::info_span!("peerjs", user = %me.user, conn = me.conn);
-    serve_peer(ws, &pj.broker, me, outlet)
-        .instrument(span)
-        .await;
+    serve_peer(ws, pj, me, outlet).instrument(span).await;
 }
 
 async fn serve_peer(
