@@ -380,7 +380,7 @@ impl Broker {
     }
 
     /// Hands what waited for `id` to its holder `user`, front first: each
-    /// message whose sender may signal the holder, `EXPIRE` for the rest.
+    /// message whose sender may signal the holder; the rest are refused.
     async fn hand_over(&self, id: &str, user: &UserId, place: Place) {
         loop {
             let next = {
@@ -398,8 +398,10 @@ impl Broker {
             if self.may_signal(&next.src_user, user).await {
                 self.deliver(&next.src, id, &place, next.text);
             } else {
+                // EXPIRE when it would have come had nobody claimed the id:
+                // the sender cannot tell who did, nor when.
                 metrics::counter!(PEERJS_REFUSED).increment(1);
-                self.expire(&next.src, id);
+                self.refuse(&next.src, id, next.due);
             }
         }
     }
@@ -492,7 +494,7 @@ impl Broker {
         if !self.may_signal(&me.user, &holder).await {
             metrics::counter!(PEERJS_REFUSED).increment(1);
             if !answers {
-                self.refuse(&me.id, dst);
+                self.refuse(&me.id, dst, Instant::now() + self.settings.expire);
             }
             return;
         }
@@ -629,16 +631,13 @@ impl Broker {
         }
     }
 
-    fn refuse(&self, src: &Arc<str>, dst: &str) {
+    /// `EXPIRE` to `src` for `dst` at `due`, once per pair.
+    fn refuse(&self, src: &Arc<str>, dst: &str, due: Instant) {
         let mut refused = lock(&self.refused);
         if refused.iter().any(|(_, s, d)| s == src && &**d == dst) {
             return;
         }
-        refused.push((
-            Instant::now() + self.settings.expire,
-            src.clone(),
-            Arc::from(dst),
-        ));
+        refused.push((due, src.clone(), Arc::from(dst)));
     }
 
     /// Tells `src` (a peer of this node) that nobody took its message for `dst`.
@@ -958,7 +957,14 @@ mod tests {
             .await;
         let (_q, mut q_out) = connect(&b, "q", "t-q", "eve").await;
         assert!(frames(&mut q_out).is_empty());
-        assert_eq!(frames(&mut doc_out)[0]["type"], "EXPIRE");
+        // Told when an unclaimed id's message would have been: not sooner.
+        assert!(frames(&mut doc_out).is_empty());
+        b.sweep(Instant::now() + EXPIRE);
+        assert_eq!(
+            frames(&mut doc_out),
+            [serde_json::json!({"type":"EXPIRE","src":"q","dst":"d"})]
+        );
+        assert!(frames(&mut q_out).is_empty());
     }
 
     #[tokio::test]
