@@ -155,6 +155,35 @@ describe('PeerJS broker', () => {
     await Promise.all([doc.close(), pat.close()]);
   });
 
+  test('a tutoring session authorises its pair once accepted (seed 003\'s `${user.id}-${roomId}` ids)', async () => {
+    const teacher = server.token('pj-teach', 'teacher', 'Teacher');
+    const learner = server.token('pj-learn', 'learner', 'Learner');
+    const created = await api(server, 'POST', '/api/sessions', learner, { host_id: 'pj-teach', skill_name: 'Piano' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const session = created.body.data;
+    // Pending: no room yet, so the pair may not signal.
+    const early = await open(server, { id: 'pj-learn-early', token: learner });
+    const host = await open(server, { id: 'pj-teach-early', token: teacher });
+    early.send({ type: 'OFFER', dst: 'pj-teach-early', payload: { pending: true } });
+    assert.equal((await early.next('EXPIRE', 12000)).src, 'pj-teach-early');
+    assert.deepEqual(host.frames, []);
+    await Promise.all([early.close(), host.close()]);
+
+    const accepted = await api(server, 'POST', `/api/sessions/${session.id}/accept`, teacher);
+    assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
+    const room = accepted.body.data.room_id;
+    const l = await open(server, { id: `pj-learn-${room}`, token: learner });
+    const h = await open(server, { id: `pj-teach-${room}`, token: teacher });
+    h.send({ type: 'OFFER', dst: `pj-learn-${room}`, payload: { lesson: true } });
+    assert.equal((await l.next('OFFER')).src, `pj-teach-${room}`);
+    // Ended: the pair is closed again.
+    assert.equal((await api(server, 'POST', `/api/sessions/${session.id}/end`, learner)).status, 200);
+    h.send({ type: 'CANDIDATE', dst: `pj-learn-${room}`, payload: {} });
+    assert.equal((await h.next('EXPIRE', 12000)).src, `pj-learn-${room}`);
+    assert.deepEqual(l.frames, []);
+    await Promise.all([l.close(), h.close()]);
+  });
+
   test('set-peer-id takes an id the caller holds or nobody holds, never another user\'s', async () => {
     const call = await liveCall(server, t.patient, 'pj-doc');
     const doc = await open(server, { id: 'doc-e', token: t.doctor });
