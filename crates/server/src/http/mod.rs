@@ -72,6 +72,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/chat-sessions/{id}/accept"),
     ("POST", "/api/chat-sessions/{id}/end"),
     ("GET", "/api/chat/{id}/messages"),
+    ("GET", "/api/ice-servers"),
+    ("POST", "/api/peerjs/ticket"),
 ];
 
 pub fn router(state: AppState) -> Router {

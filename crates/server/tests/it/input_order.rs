@@ -110,7 +110,9 @@ fn route_row(method: &str, path: &str) -> Option<(&'static str, &'static str, Op
         | ("POST", "/api/call-sessions/{id}/end")
         | ("POST", "/api/sessions/{id}/accept" | "/api/sessions/{id}/reject")
         | ("POST", "/api/sessions/{id}/cancel" | "/api/sessions/{id}/end")
-        | ("POST", "/api/chat-sessions/{id}/accept" | "/api/chat-sessions/{id}/end") => {
+        | ("POST", "/api/chat-sessions/{id}/accept" | "/api/chat-sessions/{id}/end")
+        | ("GET", "/api/ice-servers")
+        | ("POST", "/api/peerjs/ticket") => {
             return None;
         }
         ("POST", "/api/schedules") => ("patient", "", Some(json!({ "date": 5 }))),

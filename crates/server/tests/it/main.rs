@@ -13,6 +13,7 @@ mod demo;
 mod direct_calls;
 mod input_order;
 mod limits;
+mod media;
 mod nodes;
 mod nodes_rooms;
 mod rest;
