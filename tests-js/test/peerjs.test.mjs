@@ -292,6 +292,24 @@ describe('PeerJS broker limits', () => {
   });
 });
 
+describe('PeerJS connects per client IP', () => {
+  let server;
+  before(async () => {
+    server = await startConsultd({ HANDSHAKE_RATE: '1', HANDSHAKE_BURST: '3', RATE_LIMIT_EXEMPT: '' });
+  });
+  after(() => server?.stop());
+
+  test('share the Socket.IO handshake rate: past the burst, 429 before any token is read', async () => {
+    const token = server.token('ip-1', 'doctor');
+    const opened = [];
+    for (let i = 0; i < 3; i++) opened.push(await open(server, { id: `ip-${i}`, token }));
+    const refused = peer(server, { id: 'ip-3', token: 'not even a token' });
+    const status = await new Promise((ok) => refused.ws.on('unexpected-response', (_req, res) => ok(res.statusCode)));
+    assert.equal(status, 429);
+    await Promise.all(opened.map((p) => p.close()));
+  });
+});
+
 describe('ICE servers without TURN settings', () => {
   let server;
   before(async () => {

@@ -7,10 +7,31 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use consultd_domain::TokenBucket;
+use consultd_domain::{TokenBucket, UserId};
 use dashmap::DashMap;
 use http::HeaderMap;
 use ipnet::IpNet;
+
+/// Per-client limits (CONTRACT §2: one abusive client never disturbs another).
+pub struct Limits {
+    /// REST requests per user.
+    pub rest: KeyedLimiter<UserId>,
+    /// Socket.IO handshakes and PeerJS connects per client IP.
+    pub handshakes: KeyedLimiter<IpAddr>,
+    /// Client networks without a handshake rate.
+    pub exempt: Networks,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted: Networks,
+}
+
+impl Limits {
+    /// Whether a client at `peer` (through `headers`, if a trusted proxy)
+    /// may open one more connection now.
+    pub fn may_connect(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
+        let ip = client_ip(peer, headers, &self.trusted);
+        self.exempt.contains(ip) || self.handshakes.try_take(&ip, Instant::now())
+    }
+}
 
 /// Keys whose buckets are refilled are forgotten every this many checks,
 /// so the map holds only the keys that are busy now.

@@ -5,15 +5,11 @@ use std::sync::Arc;
 use consultd_persistence::Db;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use std::net::IpAddr;
-
-use consultd_domain::UserId;
-
 use crate::auth::Authenticator;
 use crate::clock::SharedClock;
 use crate::cluster::BusHealth;
 use crate::config::Config;
-use crate::limits::{KeyedLimiter, Networks};
+pub use crate::limits::Limits;
 use crate::presence::Presence;
 use crate::serve::InFlight;
 use crate::service::Services;
@@ -41,16 +37,4 @@ pub struct AppState {
     pub ice: Arc<crate::ice::IceSettings>,
     /// The PeerJS broker, unless `PEERJS_PATH` is empty.
     pub peerjs: Option<Arc<crate::peerjs::broker::Broker>>,
-}
-
-/// Per-client limits (CONTRACT §2: one abusive client never disturbs another).
-pub struct Limits {
-    /// REST requests per user.
-    pub rest: KeyedLimiter<UserId>,
-    /// Socket.IO handshakes per client IP.
-    pub handshakes: KeyedLimiter<IpAddr>,
-    /// Client networks without a handshake rate.
-    pub exempt: Networks,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted: Networks,
 }

@@ -84,9 +84,12 @@ pub fn router(state: AppState) -> Router {
         Router::new()
     };
     let peerjs = match (&state.peerjs, state.config.media.peerjs_path()) {
-        (Some(broker), Ok(Some(path))) => {
-            crate::peerjs::routes(&path, broker.clone(), state.auth.clone())
-        }
+        (Some(broker), Ok(Some(path))) => crate::peerjs::routes(
+            &path,
+            broker.clone(),
+            state.auth.clone(),
+            state.limits.clone(),
+        ),
         _ => Router::new(),
     };
     Router::new()

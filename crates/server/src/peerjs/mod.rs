@@ -13,12 +13,14 @@ pub mod broker;
 pub mod mesh;
 pub mod ticket;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use consultd_domain::{Principal, TokenBucket};
@@ -29,6 +31,7 @@ pub use mesh::Mesh;
 pub use ticket::{Ticket, Tickets};
 
 use crate::auth::{AuthError, Authenticator};
+use crate::limits::Limits;
 use crate::telemetry::PEERJS_DROPPED;
 use broker::{Refused, errors};
 
@@ -45,6 +48,7 @@ const INFO: &str = r#"{"name":"PeerJS Server","description":"A server side eleme
 struct Shared {
     broker: Arc<Broker>,
     auth: Arc<Authenticator>,
+    limits: Arc<Limits>,
 }
 
 /// The routes under `path` (no trailing slash), with their state.
@@ -52,6 +56,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
     path: &str,
     broker: Arc<Broker>,
     auth: Arc<Authenticator>,
+    limits: Arc<Limits>,
 ) -> Router<S> {
     Router::new()
         .route(path, get(info))
@@ -59,7 +64,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .route(&format!("{path}/peerjs"), get(upgrade))
         .route(&format!("{path}/{{key}}/id"), get(fresh_id))
         .route(&format!("{path}/{{key}}/peers"), get(peers))
-        .with_state(Shared { broker, auth })
+        .with_state(Shared {
+            broker,
+            auth,
+            limits,
+        })
 }
 
 async fn info() -> Response {
@@ -114,8 +123,17 @@ impl Query {
 async fn upgrade(
     State(s): State<Shared>,
     RawQuery(raw): RawQuery,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // The Socket.IO handshake's per-IP rate, before any token is verified.
+    if let Some(Extension(ConnectInfo(peer))) = peer
+        && !s.limits.may_connect(peer.ip(), &headers)
+    {
+        metrics::counter!(PEERJS_DROPPED).increment(1);
+        return (StatusCode::TOO_MANY_REQUESTS, "rate_limited").into_response();
+    }
     let query = Query::parse(raw.as_deref());
     ws.max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)

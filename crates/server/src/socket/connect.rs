@@ -18,7 +18,6 @@ use super::outbox::GUESTS_ROOM;
 use super::owed::{Kinds, OwedIndex, Reading};
 use super::told::Said;
 use crate::auth::{AuthError, handshake_token};
-use crate::limits::client_ip;
 use crate::service::outbox::Owed;
 use crate::state::AppState;
 use crate::telemetry::{SOCKET_CONNECTIONS, SOCKET_REFUSED, SOCKETS_CONNECTED};
@@ -87,12 +86,10 @@ pub(super) async fn authenticate(
 /// released by the disconnect handler).
 fn admit(state: &SocketState, socket: &SocketRef, auth: Value) -> Result<Principal, Refusal> {
     let parts = socket.req_parts();
-    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        let limits = &state.limits;
-        let ip = client_ip(peer.ip(), &parts.headers, &limits.trusted);
-        if !limits.exempt.contains(ip) && !limits.handshakes.try_take(&ip, Instant::now()) {
-            return Err(Refusal::RateLimited);
-        }
+    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>()
+        && !state.limits.may_connect(peer.ip(), &parts.headers)
+    {
+        return Err(Refusal::RateLimited);
     }
     let token = handshake_token(&auth, parts.uri.query(), &parts.headers)?
         .ok_or(AuthError::Unauthorized)?;
