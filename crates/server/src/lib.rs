@@ -497,34 +497,57 @@ fn cors(origins: &str) -> Result<CorsLayer, StartError> {
 /// Serves until SIGTERM or SIGINT, then shuts down gracefully; a second
 /// signal ends the process at once.
 pub async fn serve(config: Config) -> Result<(), StartError> {
+    // Installed before the port opens: a supervisor (or a test) that sees
+    // the server healthy and sends SIGTERM at once must get a graceful stop,
+    // not the default action that kills the process.
+    let mut signals = ShutdownSignals::install();
     let server = start(config).await?;
-    shutdown_signal().await;
+    signals.next().await;
     tracing::info!("shutting down");
     tokio::select! {
         res = server.shutdown() => res,
-        () = shutdown_signal() => {
+        () = signals.next() => {
             tracing::warn!("second signal: exiting without waiting");
             Ok(())
         }
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT, listened to from the moment they are installed.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+    streams: Vec<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    #[cfg(unix)]
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let streams = [SignalKind::terminate(), SignalKind::interrupt()]
+            .into_iter()
+            .filter_map(|kind| signal(kind).ok())
+            .collect();
+        Self { streams }
+    }
+
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    fn install() -> Self {
+        Self {}
+    }
+
+    #[cfg(unix)]
+    async fn next(&mut self) {
+        if self.streams.is_empty() {
+            return std::future::pending().await;
+        }
+        let all = self.streams.iter_mut().map(|s| Box::pin(s.recv()));
+        futures_util::future::select_all(all).await;
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Runs the command line: `serve` (default), `migrate`, `token`.

@@ -253,8 +253,9 @@ async fn json_logs_are_one_object_per_line() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
     let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{status:?} after SIGTERM; log:\n{logs}");
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
