@@ -11,6 +11,7 @@ pub mod m20261121_000005_chat;
 pub mod m20261202_000006_call_end_reason;
 pub mod m20261203_000007_bus_messages;
 pub mod m20261207_000008_server_secrets;
+pub mod m20261207_000009_webhook_outbox;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_call_end_reason::Migration),
             Box::new(m20261203_000007_bus_messages::Migration),
             Box::new(m20261207_000008_server_secrets::Migration),
+            Box::new(m20261207_000009_webhook_outbox::Migration),
         ]
     }
 }

@@ -21,6 +21,7 @@ pub use repo::chat::{ChatMessage, ChatRepo, ChatScope};
 pub use repo::queue::QueueRepo;
 pub use repo::schedule::ScheduleRepo;
 pub use repo::secret::SecretRepo;
+pub use repo::webhook::{Delivery, NewDelivery, OutboxDepth, WebhookRepo};
 /// Anything a repository runs on: the pool, or a transaction. The server
 /// names this trait, never sea-orm's.
 pub trait Conn: sea_orm::ConnectionTrait {}

@@ -8,3 +8,4 @@ pub mod chat_session;
 pub mod queue_entry;
 pub mod schedule;
 pub mod server_secret;
+pub mod webhook_outbox;

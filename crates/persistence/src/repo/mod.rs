@@ -12,6 +12,7 @@ pub mod chat;
 pub mod queue;
 pub mod schedule;
 pub mod secret;
+pub mod webhook;
 
 use consultd_domain::Status;
 use sea_orm::{ConnectionTrait, EntityTrait, PrimaryKeyTrait, QuerySelect};

@@ -5,3 +5,4 @@ mod bus;
 mod chat_repo;
 mod consultation_repo;
 mod repo;
+mod webhook;
