@@ -262,6 +262,8 @@ pub struct Config {
     pub demo_dir: Option<PathBuf>,
     #[command(flatten)]
     pub media: MediaConfig,
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 /// The media path (CONTRACT §9): the PeerJS broker and the ICE servers
@@ -374,6 +376,98 @@ impl MediaConfig {
     }
 }
 
+/// Lifecycle webhooks (CONTRACT §10): where every committed transition is
+/// POSTed, signed. See docs/webhooks.md.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookConfig {
+    /// Receiver URLs (http or https), comma-separated or the flag repeated;
+    /// each gets every event. Unset: no webhooks.
+    #[arg(
+        long = "webhook-url",
+        env = "WEBHOOK_URL",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub webhook_urls: Vec<String>,
+    /// The HMAC-SHA256 key of the `Consultd-Signature` header; required with
+    /// WEBHOOK_URL.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, global = true)]
+    pub webhook_secret: Option<String>,
+    /// How long one delivery attempt may take before it counts as failed
+    /// (e.g. 10s).
+    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub webhook_timeout: Duration,
+    /// The first retry's delay; each later one doubles it, up to
+    /// WEBHOOK_RETRY_MAX, with up to 20% added at random.
+    #[arg(long, env = "WEBHOOK_RETRY_MIN", default_value = "1s", value_parser = humantime::parse_duration, global = true)]
+    pub webhook_retry_min: Duration,
+    /// The longest delay between two attempts.
+    #[arg(long, env = "WEBHOOK_RETRY_MAX", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
+    pub webhook_retry_max: Duration,
+    /// How long after its transition an undelivered event is given up on
+    /// and kept as `dead` in `webhook_outbox`.
+    #[arg(long, env = "WEBHOOK_GIVE_UP", default_value = "3d", value_parser = humantime::parse_duration, global = true)]
+    pub webhook_give_up: Duration,
+    /// Deliveries this node makes at once (to different entities; one
+    /// entity's events go one at a time).
+    #[arg(long, env = "WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub webhook_concurrency: u32,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            webhook_urls: Vec::new(),
+            webhook_secret: None,
+            webhook_timeout: Duration::from_secs(10),
+            webhook_retry_min: Duration::from_secs(1),
+            webhook_retry_max: Duration::from_secs(600),
+            webhook_give_up: Duration::from_secs(3 * 86_400),
+            webhook_concurrency: 16,
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The receiver URLs, validated; empty when webhooks are off.
+    pub fn targets(&self) -> Result<Vec<String>, String> {
+        let mut targets = Vec::new();
+        for raw in MediaConfig::urls(&self.webhook_urls) {
+            let url = url::Url::parse(&raw)
+                .map_err(|e| format!("WEBHOOK_URL `{raw}` is not a URL: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(format!(
+                    "WEBHOOK_URL `{raw}` must be an http:// or https:// URL"
+                ));
+            }
+            if !targets.contains(&raw) {
+                targets.push(raw);
+            }
+        }
+        Ok(targets)
+    }
+
+    /// Refuses receivers without a signing secret, and delays that cannot
+    /// work together.
+    pub fn check(&self) -> Result<(), String> {
+        let targets = self.targets()?;
+        let secret = self
+            .webhook_secret
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty());
+        if !targets.is_empty() && !secret {
+            return Err("WEBHOOK_URL needs WEBHOOK_SECRET: every delivery is signed".into());
+        }
+        if self.webhook_timeout.is_zero() || self.webhook_retry_min.is_zero() {
+            return Err("WEBHOOK_TIMEOUT and WEBHOOK_RETRY_MIN must be above zero".into());
+        }
+        if self.webhook_retry_max < self.webhook_retry_min {
+            return Err("WEBHOOK_RETRY_MAX must not be below WEBHOOK_RETRY_MIN".into());
+        }
+        Ok(())
+    }
+}
+
 fn default_host_roles() -> Vec<String> {
     strings(consultd_domain::RoleMap::DEFAULT_HOSTS)
 }
@@ -437,6 +531,7 @@ impl Default for Config {
             demo: false,
             demo_dir: None,
             media: MediaConfig::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod state;
 mod sync;
 pub mod telemetry;
 pub mod timers;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ use crate::presence::Presence;
 use crate::serve::Serving;
 use crate::service::outbox::{RoomControl, RoomControls};
 use crate::service::peers::{NoBroker, PeerDirectory};
-use crate::service::{CallService, Context, Services, Settings};
+use crate::service::{CallService, Context, Journal, Ports, Services, Settings};
 use crate::socket::{LocalOutbox, LocalRooms, SharedRooms};
 use crate::state::{AppState, Limits};
 use crate::timers::Timer;
@@ -199,6 +200,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Server, StartError> {
     config.check_nodes().map_err(StartError::Config)?;
     config.media.check().map_err(StartError::Config)?;
+    config.webhooks.check().map_err(StartError::Config)?;
     if config.redis().is_some() {
         // Said aloud, so that nobody runs two nodes believing that
         // everything crosses between them already.
@@ -315,14 +317,26 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         Some(broker) => broker.clone(),
         None => Arc::new(NoBroker),
     };
+    let journal = Journal::new(config.webhooks.targets().map_err(StartError::Config)?);
+    let webhook_worker = webhooks::Worker::new(
+        &config.webhooks,
+        db.clone(),
+        clock.clone(),
+        journal.wake_handle(),
+    )
+    .map_err(StartError::Config)?;
+    let ports = Ports {
+        outbox: outbox.clone(),
+        rooms: room_control.clone(),
+        peers: peer_directory,
+    };
     let ctx = Context::new(
         db.clone(),
-        outbox.clone(),
-        room_control.clone(),
-        peer_directory,
+        ports,
         timer.clone(),
         clock.clone(),
         bus.as_ref().map(|(bus, _)| bus.clone()),
+        journal,
     );
     let settings = Settings {
         invite_ttl: seconds(config.invite_ttl_secs),
@@ -367,6 +381,11 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         tasks.push(tokio::spawn(broker.clone().run()));
     }
     tasks.extend(mesh_task);
+    // Every node with receivers configured delivers; the claim keeps two
+    // nodes off one row.
+    if let Some(worker) = webhook_worker {
+        tasks.push(tokio::spawn(worker.run()));
+    }
     // Every node sweeps; with several nodes presence is shared, and the
     // abandon is a compare-and-set, so a call ends once.
     tasks.push(tokio::spawn(sweep_abandoned(

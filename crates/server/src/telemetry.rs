@@ -31,6 +31,9 @@ pub const PEERJS_RELAYED: &str = "consultd_peerjs_relayed_total";
 pub const PEERJS_REFUSED: &str = "consultd_peerjs_refused_total";
 pub const PEERJS_EXPIRED: &str = "consultd_peerjs_expired_total";
 pub const PEERJS_DROPPED: &str = "consultd_peerjs_dropped_total";
+pub const WEBHOOK_PENDING: &str = "consultd_webhook_outbox_pending";
+pub const WEBHOOK_DEAD: &str = "consultd_webhook_outbox_dead";
+pub const WEBHOOK_DELIVERIES: &str = "consultd_webhook_deliveries_total";
 
 /// Installs the log subscriber. A second call (tests start several servers
 /// in one process) keeps the first subscriber.
@@ -131,6 +134,18 @@ fn describe() {
     metrics::describe_counter!(
         NODES_REAPED,
         "Silent nodes whose sockets this node took out of their rooms"
+    );
+    metrics::describe_gauge!(
+        WEBHOOK_PENDING,
+        "Webhook deliveries waiting in the outbox (every node's), refreshed every 5 s"
+    );
+    metrics::describe_gauge!(
+        WEBHOOK_DEAD,
+        "Webhook deliveries given up on after WEBHOOK_GIVE_UP, kept in the outbox"
+    );
+    metrics::describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook attempts made by this node, by result: delivered, failed (retried), dead"
     );
     metrics::describe_histogram!(
         HTTP_DURATION,

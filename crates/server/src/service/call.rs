@@ -14,7 +14,8 @@ use consultd_domain::{
 };
 use consultd_persistence::{CallRecord, CallRepo, Conn, RepoError, WriteTxn};
 
-use super::context::{Context, record_creation, record_transition};
+use super::context::Context;
+use super::journal::{Journal, Subject};
 use super::outbox::{Audience, Notices, Push};
 use super::queue_rows::{QueueNews, follow_call, lock_context};
 use super::views::{CallView, SessionView};
@@ -203,9 +204,11 @@ impl CallService {
         now: Timestamp,
     ) -> Result<(), ApiError> {
         CallRepo.apply(&*txn, &record.call, t).await?;
-        let row = (audit_entity(record.origin.kind()), record.call.id.as_str());
-        record_transition(&*txn, actor, action, row, t, now).await?;
-        let queue = follow_call(&*txn, actor, &record.call.id, t.to, context, now).await?;
+        let journal = &self.ctx.journal;
+        let subject = Subject::Call(record);
+        journal.moved(&*txn, actor, action, subject, t, now).await?;
+        let id = &record.call.id;
+        let queue = follow_call(&*txn, journal, actor, id, t.to, context, now).await?;
         let notices = announcement(record, queue);
         self.ctx
             .commit_with(txn, order_key(record), notices)
@@ -302,17 +305,10 @@ fn audit_action(kind: CallKind, command: Option<CallCommand>) -> AuditAction {
     }
 }
 
-/// The audit log's entity name for a call of `kind`.
-pub(crate) fn audit_entity(kind: CallKind) -> &'static str {
-    match kind {
-        CallKind::Tutoring => "session",
-        CallKind::Queue | CallKind::Direct => "call_session",
-    }
-}
-
-/// Stores a new invitation with its audit row, inside `txn`.
+/// Stores a new invitation with its journal rows, inside `txn`.
 pub(crate) async fn insert_call(
     txn: &impl Conn,
+    journal: &Journal,
     p: &Principal,
     record: &CallRecord,
     now: Timestamp,
@@ -324,8 +320,11 @@ pub(crate) async fn insert_call(
         CallKind::Direct => AuditAction::CallStart,
         CallKind::Tutoring => AuditAction::SessionCreate,
     };
-    let row = (audit_entity(kind), record.call.id.as_str());
-    record_creation(txn, Some(p), action, row, record.call.status.as_str(), now).await
+    let to = record.call.status.as_str();
+    let subject = Subject::Call(record);
+    journal
+        .created(txn, Some(p), action, subject, to, now)
+        .await
 }
 
 /// The ordering key of a call: its schedule's (so call and queue pushes of

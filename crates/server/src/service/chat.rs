@@ -14,7 +14,8 @@ use consultd_domain::{
 };
 use consultd_persistence::{ChatRepo, ChatScope, RepoError, WriteTxn};
 
-use super::context::{Context, commit, new_id, record_creation, record_transition, require_guest};
+use super::context::{Context, new_id, require_guest};
+use super::journal::Subject;
 use super::outbox::{Audience, Notices, Push};
 use super::views::{ChatSessionView, ChatStatusView};
 use crate::error::ApiError;
@@ -23,8 +24,6 @@ use crate::timers::Deadline;
 
 /// The most sessions one list returns.
 pub const CHAT_LIST_LIMIT: u64 = 100;
-
-const ENTITY: &str = "chat_session";
 
 /// What a chat command asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +63,13 @@ impl ChatService {
         );
         let txn = self.ctx.db.begin_write().await?;
         ChatRepo.insert(&*txn, &session).await?;
-        let row = (ENTITY, session.id.as_str());
         let to = session.status.as_str();
-        record_creation(&*txn, Some(p), AuditAction::ChatCreate, row, to, now).await?;
-        commit(txn).await?;
+        let (action, subject) = (AuditAction::ChatCreate, Subject::Chat(&session));
+        let journal = &self.ctx.journal;
+        journal
+            .created(&*txn, Some(p), action, subject, to, now)
+            .await?;
+        self.ctx.commit(txn).await?;
         tracing::info!(chat = %session.id, "chat session requested");
         Ok(ChatSessionView::from(&session))
     }
@@ -113,7 +115,11 @@ impl ChatService {
         now: Timestamp,
     ) -> Result<(), ApiError> {
         ChatRepo.apply(&*txn, session, t).await?;
-        record_transition(&*txn, actor, action, (ENTITY, session.id.as_str()), t, now).await?;
+        let subject = Subject::Chat(session);
+        self.ctx
+            .journal
+            .moved(&*txn, actor, action, subject, t, now)
+            .await?;
         let mut notices = Notices::new();
         match t.to {
             ChatStatus::Live => {

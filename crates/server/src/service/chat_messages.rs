@@ -5,7 +5,7 @@ use consultd_domain::{ChatSession, MessageContent, Principal};
 use consultd_persistence::{ChatMessage, ChatRepo};
 
 use super::chat::ChatService;
-use super::context::{commit, new_id};
+use super::context::new_id;
 use super::outbox::{Audience, Notices, Push};
 use super::views::ChatMessageView;
 use crate::error::ApiError;
@@ -156,7 +156,7 @@ impl ChatService {
         ChatRepo
             .set_read_marker(&*txn, room_id, me, message_id, self.ctx.now())
             .await?;
-        commit(txn).await?;
+        self.ctx.commit(txn).await?;
         Ok(true)
     }
 }

@@ -1,13 +1,14 @@
-//! What every service shares: the database, the two transport ports, the
-//! order lock, the deadline timer and the clock; and the audit rows every
-//! transition writes in its transaction.
+//! What every service shares: the database, the transport ports, the order
+//! lock, the deadline timer, the clock, and the journal every transition
+//! writes its audit and webhook rows through.
 
 use std::sync::Arc;
 
-use consultd_domain::{AuditAction, Principal, Status, Timestamp, Transition};
+use consultd_domain::{Principal, Timestamp};
 use consultd_persistence::bus::Bus;
-use consultd_persistence::{AuditRepo, Conn, Db, NewAuditEntry, WriteTxn};
+use consultd_persistence::{Db, WriteTxn};
 
+use super::journal::Journal;
 use super::order::Sequencer;
 use super::outbox::{Notice, Notices, Outbox, RoomControl};
 use super::peers::PeerDirectory;
@@ -32,18 +33,30 @@ pub struct Context {
     /// Several nodes: notices go over the bus, and every node's listener
     /// (this one's too) delivers them, in commit order.
     pub bus: Option<Bus>,
+    pub(crate) journal: Journal,
+}
+
+/// The transport's side of the services: what they push, close and ask.
+pub struct Ports {
+    pub outbox: Arc<dyn Outbox>,
+    pub rooms: Arc<dyn RoomControl>,
+    pub peers: Arc<dyn PeerDirectory>,
 }
 
 impl Context {
     pub fn new(
         db: Db,
-        outbox: Arc<dyn Outbox>,
-        rooms: Arc<dyn RoomControl>,
-        peers: Arc<dyn PeerDirectory>,
+        ports: Ports,
         timer: Timer,
         clock: SharedClock,
         bus: Option<Bus>,
+        journal: Journal,
     ) -> Arc<Self> {
+        let Ports {
+            outbox,
+            rooms,
+            peers,
+        } = ports;
         Arc::new(Self {
             db,
             outbox,
@@ -53,6 +66,7 @@ impl Context {
             timer,
             clock,
             bus,
+            journal,
         })
     }
 
@@ -80,10 +94,10 @@ impl Context {
                 })?;
                 bus.publish(&*txn, &wire).await?;
             }
-            return commit(txn).await;
+            return self.commit(txn).await;
         }
         let _ordered = self.order.lock(key).await;
-        commit(txn).await?;
+        self.commit(txn).await?;
         for notice in notices.into_vec() {
             match notice {
                 Notice::Push(to, push) => self.outbox.push(to, *push).await,
@@ -92,6 +106,13 @@ impl Context {
                 Notice::Deadline(at, what) => self.timer.at(at, what),
             }
         }
+        Ok(())
+    }
+
+    /// Commits a transaction that announces nothing.
+    pub(crate) async fn commit(&self, txn: WriteTxn) -> Result<(), ApiError> {
+        txn.commit().await?;
+        self.journal.committed();
         Ok(())
     }
 
@@ -119,67 +140,4 @@ pub(crate) fn require_guest(p: &Principal) -> Result<(), ApiError> {
     } else {
         Err(ApiError::forbidden("only a guest may do this"))
     }
-}
-
-pub(crate) async fn commit(txn: WriteTxn) -> Result<(), ApiError> {
-    Ok(txn.commit().await?)
-}
-
-/// An audit row; `actor` is `None` when the server acted by itself.
-fn audit(
-    actor: Option<&Principal>,
-    action: AuditAction,
-    entity: &str,
-    id: &str,
-    from: Option<&str>,
-    to: &str,
-    at: Timestamp,
-) -> NewAuditEntry {
-    NewAuditEntry {
-        actor_id: actor.map(|p| p.user_id.to_string()),
-        actor_role: actor.map(|p| p.role.to_string()),
-        action: action.as_str().to_owned(),
-        entity_type: entity.to_owned(),
-        entity_id: id.to_owned(),
-        from_state: from.map(str::to_owned),
-        to_state: to.to_owned(),
-        at,
-    }
-}
-
-/// The audit row of a new entity (no `from` state).
-pub(crate) async fn record_creation(
-    txn: &impl Conn,
-    actor: Option<&Principal>,
-    action: AuditAction,
-    (entity, id): (&str, &str),
-    to: &str,
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    AuditRepo
-        .record(txn, audit(actor, action, entity, id, None, to, now))
-        .await?;
-    Ok(())
-}
-
-/// The audit row of a transition.
-pub(crate) async fn record_transition<S: Status>(
-    txn: &impl Conn,
-    actor: Option<&Principal>,
-    action: AuditAction,
-    (entity, id): (&str, &str),
-    t: Transition<S>,
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    let row = audit(
-        actor,
-        action,
-        entity,
-        id,
-        Some(t.from.as_str()),
-        t.to.as_str(),
-        now,
-    );
-    AuditRepo.record(txn, row).await?;
-    Ok(())
 }

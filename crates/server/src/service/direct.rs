@@ -143,7 +143,7 @@ impl DirectService {
             origin: CallOrigin::Direct { appointment_id },
             call_type: call_type.as_str().to_owned(),
         };
-        match insert_call(&*txn, p, &record, now).await {
+        match insert_call(&*txn, &self.ctx.journal, p, &record, now).await {
             Err(ApiError::Conflict(_)) => return Ok(None),
             other => other?,
         }

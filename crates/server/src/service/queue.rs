@@ -63,7 +63,7 @@ impl QueueService {
             p.name.clone(),
             now,
         )?;
-        insert_entry(&*txn, p, &entry, now).await?;
+        insert_entry(&*txn, &self.ctx.journal, p, &entry, now).await?;
         let pos = QueueRepo.position(&*txn, &entry).await?;
         let news = queue_snapshot(&*txn, &schedule).await?;
         self.ctx
@@ -118,7 +118,7 @@ impl QueueService {
         let Some(change) = change else {
             return Ok(EntryView::new(entry, pos));
         };
-        apply_entry(&*txn, Some(p), &entry.id, &change, now).await?;
+        apply_entry(&*txn, &self.ctx.journal, Some(p), entry, &change, now).await?;
         let news = queue_snapshot(&*txn, schedule).await?;
         self.ctx
             .commit_with(txn, schedule.id.as_str(), news.after(Notices::new()))
@@ -220,8 +220,9 @@ impl QueueService {
         // Both writes are guarded: the entry's compare-and-set on (READY, no
         // call) and the live-call unique indexes. Racing invitations lose
         // here with 409 and leave nothing behind.
-        apply_entry(&*txn, Some(p), &entry.id, &change, now).await?;
-        insert_call(&*txn, p, &record, now).await?;
+        let journal = &self.ctx.journal;
+        apply_entry(&*txn, journal, Some(p), &entry, &change, now).await?;
+        insert_call(&*txn, journal, p, &record, now).await?;
         let news = queue_snapshot(&*txn, &schedule).await?;
         let view = CallView::from(&record);
         let guest = &record.call.guest.user_id;

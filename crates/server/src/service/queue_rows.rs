@@ -3,12 +3,12 @@
 //! Shared by the schedule, queue and call services.
 
 use consultd_domain::{
-    AuditAction, CallId, EntryChange, EntryId, Principal, QueueEntry, Schedule, Status, Timestamp,
+    AuditAction, CallId, EntryChange, Principal, QueueEntry, Schedule, Status, Timestamp,
     Transition, UserId,
 };
 use consultd_persistence::{CallRecord, Conn, QueueRepo, ScheduleRepo};
 
-use super::context::{record_creation, record_transition};
+use super::journal::{Journal, Subject};
 use super::outbox::{Audience, Notices, Push};
 use super::views::{EntryView, QueueUpdated};
 use crate::error::ApiError;
@@ -42,48 +42,40 @@ pub(crate) async fn queue_snapshot(
     })
 }
 
-/// Writes an entry's change with its audit row.
+/// Writes an entry's change (`entry` is its new state) with its journal rows.
 pub(crate) async fn apply_entry(
     txn: &impl Conn,
+    journal: &Journal,
     actor: Option<&Principal>,
-    id: &EntryId,
+    entry: &QueueEntry,
     change: &EntryChange,
     now: Timestamp,
 ) -> Result<(), ApiError> {
-    QueueRepo.apply(txn, id, change, now).await?;
+    QueueRepo.apply(txn, &entry.id, change, now).await?;
     let t = Transition {
         from: change.from.status,
         to: change.to.status,
     };
-    record_transition(
-        txn,
-        actor,
-        change.action,
-        ("queue_entry", id.as_str()),
-        t,
-        now,
-    )
-    .await
+    let subject = Subject::Entry(entry);
+    journal
+        .moved(txn, actor, change.action, subject, t, now)
+        .await
 }
 
-/// Stores a new entry with its audit row.
+/// Stores a new entry with its journal rows.
 pub(crate) async fn insert_entry(
     txn: &impl Conn,
+    journal: &Journal,
     actor: &Principal,
     entry: &QueueEntry,
     now: Timestamp,
 ) -> Result<(), ApiError> {
     QueueRepo.insert(txn, entry).await?;
-    let row = ("queue_entry", entry.id.as_str());
-    record_creation(
-        txn,
-        Some(actor),
-        AuditAction::QueueJoin,
-        row,
-        entry.status.as_str(),
-        now,
-    )
-    .await
+    let to = entry.status.as_str();
+    let subject = Subject::Entry(entry);
+    journal
+        .created(txn, Some(actor), AuditAction::QueueJoin, subject, to, now)
+        .await
 }
 
 /// Locks an entry and its schedule (in that order: schedule first).
@@ -121,6 +113,7 @@ pub(crate) async fn lock_context(
 /// written with its audit row; the queue as it then is.
 pub(crate) async fn follow_call(
     txn: &impl Conn,
+    journal: &Journal,
     actor: Option<&Principal>,
     call: &CallId,
     to: consultd_domain::CallStatus,
@@ -130,7 +123,7 @@ pub(crate) async fn follow_call(
     if let (Some(schedule), Some(entry)) = (schedule, entry)
         && let Some(change) = entry.on_call(call, to, schedule.is_open())
     {
-        apply_entry(txn, actor, &entry.id, &change, now).await?;
+        apply_entry(txn, journal, actor, entry, &change, now).await?;
         return Ok(Some(queue_snapshot(txn, schedule).await?));
     }
     Ok(None)

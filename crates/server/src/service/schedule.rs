@@ -9,7 +9,8 @@ use consultd_domain::{
 };
 use consultd_persistence::{QueueRepo, ScheduleRepo};
 
-use super::context::{Context, commit, new_id, record_creation, record_transition, require_host};
+use super::context::{Context, new_id, require_host};
+use super::journal::Subject;
 use super::outbox::{Audience, Notices, Push};
 use super::queue_rows::{apply_entry, queue_snapshot};
 use super::views::{DoctorPresence, ScheduleView};
@@ -38,10 +39,13 @@ impl ScheduleService {
         let schedule = Schedule::create(ScheduleId::new(new_id()), p.user_id.clone(), slot, now);
         let txn = self.ctx.db.begin_write().await?;
         ScheduleRepo.insert(&*txn, &schedule).await?;
-        let row = ("schedule", schedule.id.as_str());
         let to = schedule.status.as_str();
-        record_creation(&*txn, Some(p), AuditAction::ScheduleCreate, row, to, now).await?;
-        commit(txn).await?;
+        let (action, subject) = (AuditAction::ScheduleCreate, Subject::Schedule(&schedule));
+        let journal = &self.ctx.journal;
+        journal
+            .created(&*txn, Some(p), action, subject, to, now)
+            .await?;
+        self.ctx.commit(txn).await?;
         Ok(ScheduleView::from(&schedule))
     }
 
@@ -81,13 +85,16 @@ impl ScheduleService {
             return Ok(ScheduleView::from(&schedule));
         };
         ScheduleRepo.apply(&*txn, &schedule.id, t, now).await?;
-        let row = ("schedule", schedule.id.as_str());
-        record_transition(&*txn, Some(p), command.action(), row, t, now).await?;
+        let journal = &self.ctx.journal;
+        let subject = Subject::Schedule(&schedule);
+        journal
+            .moved(&*txn, Some(p), command.action(), subject, t, now)
+            .await?;
         let mut closed = 0;
         if t.to == ScheduleStatus::Completed {
             for mut entry in QueueRepo.list(&*txn, id).await? {
                 if let Some(change) = entry.close() {
-                    apply_entry(&*txn, Some(p), &entry.id, &change, now).await?;
+                    apply_entry(&*txn, journal, Some(p), &entry, &change, now).await?;
                     closed += 1;
                 }
             }

@@ -115,12 +115,15 @@ impl Harness {
         let (timer, rx) = Timer::channel();
         let ctx = Context::new(
             db,
-            witness.clone(),
-            witness.clone(),
-            Arc::new(super::peers::NoBroker),
+            super::Ports {
+                outbox: witness.clone(),
+                rooms: witness.clone(),
+                peers: Arc::new(super::peers::NoBroker),
+            },
             timer,
             Arc::new(clock.clone()),
             None,
+            super::Journal::default(),
         );
         let settings = Settings {
             invite_ttl: chrono::Duration::seconds(60),

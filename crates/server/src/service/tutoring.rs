@@ -70,7 +70,7 @@ impl TutoringService {
             call_type: "video".to_owned(),
         };
         let txn = self.ctx.db.begin_write().await?;
-        insert_call(&*txn, p, &record, now).await?;
+        insert_call(&*txn, &self.ctx.journal, p, &record, now).await?;
         let view = SessionView::from(&record);
         let teacher = &record.call.host.user_id;
         let invitation =

@@ -21,3 +21,4 @@ mod signaling;
 mod socket_auth;
 mod socket_events;
 mod tutoring;
+mod webhooks;
