@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::MediaConfig;
 
 /// `{ iceServers, ttl }`, as `GET /api/ice-servers` answers.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IceServers {
     pub ice_servers: Vec<IceServer>,
@@ -21,7 +21,7 @@ pub struct IceServers {
 }
 
 /// One `RTCIceServer`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct IceServer {
     pub urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -53,6 +53,24 @@ pub(crate) fn optional_id(value: Option<&Value>) -> Result<Option<String>, ()> {
     }
 }
 
+/// In the API documents: a non-empty string or an integer.
+impl utoipa::PartialSchema for IdInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Integer))
+            .description(Some("an id: a non-empty string or an integer"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IdInput {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

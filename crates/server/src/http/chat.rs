@@ -13,7 +13,7 @@ use crate::service::{ChatCommand, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::state::AppState;
 
 /// the support chat app's intake: both fields optional.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct CreateChat {
     #[serde(default)]
     concern: Option<String>,
@@ -21,6 +21,15 @@ pub(super) struct CreateChat {
     duration_minutes: Option<f64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat-sessions",
+    tag = "support chat",
+    summary = "A customer opens a chat session (pending)",
+    request_body = CreateChat,
+    security(("bearer" = [])),
+    responses((status = 201, description = "success", body = crate::http::api_doc::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn create(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -46,6 +55,15 @@ pub(super) async fn create(
 }
 
 /// `?status=pending|waiting|live|ended`, or every status.
+#[utoipa::path(
+    get,
+    path = "/api/chat-sessions",
+    tag = "support chat",
+    summary = "Sessions the caller may see (a mechanic: pending ones and their own)",
+    params(("status" = Option<String>, Query, description = "pending, waiting, live or ended")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<ChatSessionView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn list(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -60,6 +78,15 @@ pub(super) async fn list(
     s.services.chat.chat_sessions(&p, status).await.map(Ok200)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/chat-sessions/{id}",
+    tag = "support chat",
+    summary = "One chat session",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn one(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -68,6 +95,15 @@ pub(super) async fn one(
     s.services.chat.chat_session(&p, &id).await.map(Ok200)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat-sessions/{id}/accept",
+    tag = "support chat",
+    summary = "A mechanic takes the session",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn accept(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -80,6 +116,15 @@ pub(super) async fn accept(
         .map(Ok200)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/chat-sessions/{id}/end",
+    tag = "support chat",
+    summary = "Either participant ends the session",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn end(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -93,6 +138,15 @@ pub(super) async fn end(
 }
 
 /// `?before=<messageId>&limit=` (default 50; above 200 is capped at 200).
+#[utoipa::path(
+    get,
+    path = "/api/chat/{id}/messages",
+    tag = "support chat",
+    summary = "A chat room's messages, oldest first (its participants)",
+    params(("id" = String, Path, description = "the id"), ("before" = Option<String>, Query, description = "a message id: only older ones"), ("limit" = Option<u32>, Query, description = "1 to 200; default 50")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<ChatMessageView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn history(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,

@@ -16,7 +16,7 @@ use crate::service::CallType;
 use crate::service::views::{AuditView, CallView, EntryView, ScheduleView, SessionView};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct CreateSchedule {
     date: String,
@@ -26,6 +26,15 @@ pub(super) struct CreateSchedule {
     end_time: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/schedules",
+    tag = "queue consultation",
+    summary = "A host creates a schedule (UPCOMING)",
+    request_body = CreateSchedule,
+    security(("bearer" = [])),
+    responses((status = 201, description = "success", body = crate::http::api_doc::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn create_schedule(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -38,6 +47,14 @@ pub(super) async fn create_schedule(
         .map(Created)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/schedules",
+    tag = "queue consultation",
+    summary = "The caller's schedules, newest first",
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<ScheduleView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn my_schedules(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -45,6 +62,15 @@ pub(super) async fn my_schedules(
     s.services.schedules.my_schedules(&p).await.map(Ok200)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/schedules/{id}",
+    tag = "queue consultation",
+    summary = "One schedule",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn schedule(
     State(s): State<AppState>,
     AuthUser(_): AuthUser,
@@ -53,6 +79,15 @@ pub(super) async fn schedule(
     s.services.schedules.schedule(&id).await.map(Ok200)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/schedules/{id}/start",
+    tag = "queue consultation",
+    summary = "Its host opens the schedule (ONLINE)",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn start_schedule(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -65,6 +100,15 @@ pub(super) async fn start_schedule(
         .map(Ok200)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/schedules/{id}/end",
+    tag = "queue consultation",
+    summary = "Its host ends the schedule (COMPLETED); waiting entries close",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn end_schedule(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -78,6 +122,15 @@ pub(super) async fn end_schedule(
 }
 
 /// 201 with the new entry, or 200 with the live one on a second join.
+#[utoipa::path(
+    post,
+    path = "/api/schedules/{id}/join-queue",
+    tag = "queue consultation",
+    summary = "A guest joins the queue: 201 with the new entry, 200 with the live one on a second join",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the live one, on a second request", body = crate::http::api_doc::Envelope<EntryView>), (status = 201, description = "success", body = crate::http::api_doc::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn join_queue(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -91,6 +144,15 @@ pub(super) async fn join_queue(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/schedules/{id}/queue",
+    tag = "queue consultation",
+    summary = "The schedule's queue in join order (its host, or an admin)",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<EntryView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn queue(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -99,13 +161,23 @@ pub(super) async fn queue(
     s.services.queue.queue(&p, &id).await.map(Ok200)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ToggleReady {
     #[serde(alias = "is_ready")]
     is_ready: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/queue/{id}/toggle-ready",
+    tag = "queue consultation",
+    summary = "The patient marks the entry ready or not",
+    params(("id" = String, Path, description = "the id")),
+    request_body = ToggleReady,
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn toggle_ready(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -119,6 +191,15 @@ pub(super) async fn toggle_ready(
         .map(Ok200)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/queue/{id}/reset",
+    tag = "queue consultation",
+    summary = "The patient puts the entry back to WAITING",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn reset_entry(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -127,6 +208,15 @@ pub(super) async fn reset_entry(
     s.services.queue.reset_entry(&p, &id).await.map(Ok200)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/queue/{id}",
+    tag = "queue consultation",
+    summary = "One queue entry",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn entry(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -135,7 +225,7 @@ pub(super) async fn entry(
     s.services.queue.entry(&p, &id).await.map(Ok200)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct StartCall {
     #[serde(alias = "patient_id")]
@@ -144,6 +234,16 @@ pub(super) struct StartCall {
     call_type: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/schedules/{id}/start-call",
+    tag = "queue consultation",
+    summary = "The host invites a READY patient: a call INVITED",
+    params(("id" = String, Path, description = "the id")),
+    request_body = StartCall,
+    security(("bearer" = [])),
+    responses((status = 201, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn start_call(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -171,6 +271,15 @@ async fn call_command(
         .map(Ok200)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/call-sessions/{id}/confirm",
+    tag = "queue consultation",
+    summary = "The invitee accepts: CONFIRMED",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn confirm(
     State(s): State<AppState>,
     p: AuthUser,
@@ -179,6 +288,15 @@ pub(super) async fn confirm(
     call_command(s, p, id, CallCommand::Confirm).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/call-sessions/{id}/decline",
+    tag = "queue consultation",
+    summary = "The invitee declines: DECLINED",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn decline(
     State(s): State<AppState>,
     p: AuthUser,
@@ -187,6 +305,15 @@ pub(super) async fn decline(
     call_command(s, p, id, CallCommand::Decline).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/call-sessions/{id}/cancel",
+    tag = "queue consultation",
+    summary = "The inviter withdraws: CANCELLED",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn cancel(
     State(s): State<AppState>,
     p: AuthUser,
@@ -195,6 +322,15 @@ pub(super) async fn cancel(
     call_command(s, p, id, CallCommand::Cancel).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/call-sessions/{id}/activate",
+    tag = "queue consultation",
+    summary = "Media is flowing: ACTIVE",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn activate(
     State(s): State<AppState>,
     p: AuthUser,
@@ -203,6 +339,15 @@ pub(super) async fn activate(
     call_command(s, p, id, CallCommand::Activate).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/call-sessions/{id}/end",
+    tag = "queue consultation",
+    summary = "Either participant ends the call: ENDED",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn end_call(
     State(s): State<AppState>,
     p: AuthUser,
@@ -211,13 +356,23 @@ pub(super) async fn end_call(
     call_command(s, p, id, CallCommand::End).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct SetPeerId {
     #[serde(alias = "peer_id")]
     peer_id: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/call-sessions/{id}/set-peer-id",
+    tag = "queue consultation",
+    summary = "A participant publishes its PeerJS id",
+    params(("id" = String, Path, description = "the id")),
+    request_body = SetPeerId,
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn set_peer_id(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -231,6 +386,15 @@ pub(super) async fn set_peer_id(
         .map(Ok200)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/call-sessions/{id}",
+    tag = "queue consultation",
+    summary = "One call (a participant, or an admin)",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn call(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -240,6 +404,14 @@ pub(super) async fn call(
 }
 
 /// The host's poll: their latest call, or `null`.
+#[utoipa::path(
+    get,
+    path = "/api/call-sessions/status",
+    tag = "queue consultation",
+    summary = "The host's live call, if any (poll fallback)",
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Option<CallView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn host_status(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -248,6 +420,14 @@ pub(super) async fn host_status(
 }
 
 /// The invitee's poll: their live invitation, or `null`.
+#[utoipa::path(
+    get,
+    path = "/api/pending-invitation",
+    tag = "queue consultation",
+    summary = "The caller's unanswered invitation, if any (poll fallback)",
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Option<CallView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn pending_invitation(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -263,6 +443,15 @@ const AUDIT_DEFAULT_LIMIT: u64 = 100;
 const AUDIT_MAX_LIMIT: u64 = 1000;
 
 /// `?entityId=` (or `entity_id`) and `?limit=` (default 100, at most 1000).
+#[utoipa::path(
+    get,
+    path = "/api/audit-logs",
+    tag = "operations",
+    summary = "Transitions: one entity's oldest first, or the latest across everything (admin)",
+    params(("entityId" = Option<String>, Query, description = "one entity's transitions (alias entity_id)"), ("limit" = Option<u64>, Query, description = "1 to 1000; default 100")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<AuditView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn audit_logs(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -296,7 +485,7 @@ fn call_type(raw: Option<&str>) -> Result<CallType, ApiError> {
 }
 
 /// CONTRACT §5's body; the direct call app sends snake_case and `doctor_id` as a number.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct StartDirectCall {
     #[serde(default, alias = "callType")]
     call_type: Option<String>,
@@ -321,6 +510,15 @@ fn appointment_key(raw: Option<serde_json::Value>) -> Result<Option<AppointmentI
 }
 
 /// 201 with a new call, 200 with the caller's live one.
+#[utoipa::path(
+    post,
+    path = "/api/call-sessions/start",
+    tag = "direct call",
+    summary = "A patient calls a doctor directly: 201 with the new call, 200 with the live one for the same appointment",
+    request_body = StartDirectCall,
+    security(("bearer" = [])),
+    responses((status = 200, description = "the live one, on a second request", body = crate::http::api_doc::Envelope<CallView>), (status = 201, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn start_direct_call(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -341,7 +539,7 @@ pub(super) async fn start_direct_call(
 }
 
 /// CONTRACT §6's body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct CreateSession {
     #[serde(alias = "hostId")]
     host_id: IdInput,
@@ -349,6 +547,15 @@ pub(super) struct CreateSession {
     skill_name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sessions",
+    tag = "tutoring request",
+    summary = "A learner requests a session with a teacher (pending)",
+    request_body = CreateSession,
+    security(("bearer" = [])),
+    responses((status = 201, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn create_session(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -368,6 +575,15 @@ pub(super) async fn create_session(
 }
 
 /// `?status=pending|accepted|rejected|cancelled|ended`, or every status.
+#[utoipa::path(
+    get,
+    path = "/api/sessions",
+    tag = "tutoring request",
+    summary = "The caller's sessions, newest first",
+    params(("status" = Option<String>, Query, description = "pending, accepted, rejected, cancelled or ended")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<SessionView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn sessions(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -384,6 +600,15 @@ pub(super) async fn sessions(
     s.services.tutoring.sessions(&p, status).await.map(Ok200)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{id}",
+    tag = "tutoring request",
+    summary = "One session",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn session(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -405,6 +630,15 @@ async fn session_command(
         .map(Ok200)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{id}/accept",
+    tag = "tutoring request",
+    summary = "The teacher accepts: accepted, with a room",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn accept_session(
     State(s): State<AppState>,
     p: AuthUser,
@@ -413,6 +647,15 @@ pub(super) async fn accept_session(
     session_command(s, p, id, TutoringCommand::Accept).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{id}/reject",
+    tag = "tutoring request",
+    summary = "The teacher rejects",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn reject_session(
     State(s): State<AppState>,
     p: AuthUser,
@@ -421,6 +664,15 @@ pub(super) async fn reject_session(
     session_command(s, p, id, TutoringCommand::Reject).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{id}/cancel",
+    tag = "tutoring request",
+    summary = "The learner withdraws",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn cancel_session(
     State(s): State<AppState>,
     p: AuthUser,
@@ -429,6 +681,15 @@ pub(super) async fn cancel_session(
     session_command(s, p, id, TutoringCommand::Cancel).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sessions/{id}/end",
+    tag = "tutoring request",
+    summary = "Either participant ends the session",
+    params(("id" = String, Path, description = "the id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn end_session(
     State(s): State<AppState>,
     p: AuthUser,

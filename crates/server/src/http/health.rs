@@ -9,6 +9,13 @@ use crate::error::{ApiError, ApiResult, Ok200};
 use crate::state::AppState;
 
 /// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<serde_json::Value>))
+)]
 pub(super) async fn healthz() -> Ok200<Value> {
     Ok200(json!({ "status": "ok" }))
 }
@@ -16,6 +23,13 @@ pub(super) async fn healthz() -> Ok200<Value> {
 /// Readiness: the database answers within two seconds and, with several
 /// nodes, the bus listener is connected and not far behind, and Redis
 /// answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness: the database (and the bus, Redis with several nodes) answer",
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<serde_json::Value>), (status = 503, description = "a dependency does not answer", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Value> {
     match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => {
@@ -38,6 +52,13 @@ pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Value> {
 }
 
 /// Prometheus text exposition; not enveloped, scrapers expect the raw format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (text exposition format)",
+    responses((status = 200, description = "the metrics", content_type = "text/plain", body = String))
+)]
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.metrics.run_upkeep();
     (

@@ -9,6 +9,14 @@ use crate::state::AppState;
 use axum::extract::State;
 
 /// `GET /api/ice-servers`: `{ iceServers, ttl }` for `RTCPeerConnection`.
+#[utoipa::path(
+    get,
+    path = "/api/ice-servers",
+    tag = "media path",
+    summary = "STUN and TURN servers with expiring coturn REST credentials",
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<crate::ice::IceServers>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn ice_servers(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,
@@ -19,6 +27,14 @@ pub(super) async fn ice_servers(
 
 /// `POST /api/peerjs/ticket`: `{ token, ttl }`, the PeerJS `token` to use
 /// instead of the JWT, which would otherwise sit in the websocket URL.
+#[utoipa::path(
+    post,
+    path = "/api/peerjs/ticket",
+    tag = "media path",
+    summary = "A short-lived ticket for the PeerJS broker's token",
+    security(("bearer" = [])),
+    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<crate::peerjs::Ticket>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+)]
 pub(super) async fn peerjs_ticket(
     State(s): State<AppState>,
     AuthUser(p): AuthUser,

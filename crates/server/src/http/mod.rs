@@ -2,6 +2,7 @@
 //! shares (body limit, metrics). Handlers stay thin: parse, authorise, call
 //! one service function, map its result.
 
+pub mod api_doc;
 mod body;
 mod chat;
 mod consult;
@@ -74,6 +75,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/chat/{id}/messages"),
     ("GET", "/api/ice-servers"),
     ("POST", "/api/peerjs/ticket"),
+    ("GET", "/openapi.json"),
+    ("GET", "/asyncapi.json"),
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -140,6 +143,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat/{id}/messages", get(chat::history))
         .route("/api/ice-servers", get(media::ice_servers))
         .route("/api/peerjs/ticket", post(media::peerjs_ticket))
+        // `GET /openapi.json` and the Swagger UI under `/docs/`.
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .url("/openapi.json", api_doc::openapi().clone()),
+        )
+        .route("/asyncapi.json", get(api_doc::asyncapi_json))
         .merge(peerjs)
         .merge(demo)
         .fallback(no_route)

@@ -20,7 +20,7 @@ pub struct Tickets {
 }
 
 /// What `POST /api/peerjs/ticket` answers.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ticket {
     pub token: String,

@@ -8,7 +8,7 @@ use consultd_domain::{
 use consultd_persistence::{AuditEntry, CallRecord, ChatMessage};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleView {
     pub id: String,
@@ -18,6 +18,7 @@ pub struct ScheduleView {
     pub end_time: String,
     pub status: &'static str,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 
@@ -35,7 +36,7 @@ impl From<&Schedule> for ScheduleView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryView {
     pub id: String,
@@ -50,6 +51,7 @@ pub struct EntryView {
     /// The live call this entry is invited to or in.
     pub call_session_id: Option<String>,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub joined_at: Timestamp,
 }
 
@@ -79,7 +81,7 @@ impl EntryView {
 }
 
 /// `queue_updated`'s payload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueUpdated {
     pub schedule_id: String,
@@ -90,7 +92,7 @@ pub struct QueueUpdated {
 /// patient, whoever invited whom. A direct call (§5) carries the direct call app's
 /// snake_case fields as well, so the doctor app of the queue consultation app and the patient
 /// app of the direct call app both read it unchanged.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallView {
     pub id: String,
@@ -108,23 +110,31 @@ pub struct CallView {
     pub patient_peer_id: Option<String>,
     pub room_id: String,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub confirmed_at: Option<Timestamp>,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<Timestamp>,
     /// `abandoned` when the server ended the call because neither
     /// participant stayed connected; otherwise the status says it all.
     pub end_reason: Option<&'static str>,
+    /// A direct call's snake_case fields (`appointment_id`,
+    /// `call_session_id`), flattened in; left out of the schema, which
+    /// cannot say "all of these or none" through an optional flatten.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub direct: Option<DirectCallFields>,
 }
 
 /// CONTRACT §5's envelope fields, `appointment_id` always present. `id` and
 /// `status` are spelled the same in both conventions and appear once.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct DirectCallFields {
     pub appointment_id: String,
     pub call_session_id: String,
@@ -135,12 +145,16 @@ pub struct DirectCallFields {
     pub patient_name: Option<String>,
     pub room_id: String,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub confirmed_at: Option<Timestamp>,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<Timestamp>,
 }
 
@@ -191,7 +205,7 @@ impl From<&CallRecord> for CallView {
 
 /// A tutoring session (CONTRACT §6), the tutoring request app's `sessions` row. `room_id`
 /// appears once the teacher has accepted.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: String,
     pub host_id: String,
@@ -202,12 +216,16 @@ pub struct SessionView {
     pub status: &'static str,
     pub room_id: Option<String>,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<Timestamp>,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
     pub end_reason: Option<&'static str>,
 }
@@ -239,7 +257,7 @@ impl From<&CallRecord> for SessionView {
 }
 
 /// `peer_id_updated`'s payload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PeerIdUpdated {
     pub call_session_id: String,
@@ -249,7 +267,7 @@ pub struct PeerIdUpdated {
 }
 
 /// `doctor_online` / `doctor_offline`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DoctorPresence {
     pub doctor_id: String,
@@ -259,7 +277,7 @@ pub struct DoctorPresence {
 /// One audit row: who (`actor`, `actorRole`; null for the server's own
 /// timers) did what (`action`) to which entity, from which state to which,
 /// when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditView {
     pub id: String,
@@ -271,6 +289,7 @@ pub struct AuditView {
     pub from: Option<String>,
     pub to: String,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
@@ -307,7 +326,7 @@ mod opt_millis {
 
 /// A chat session (CONTRACT §7): the support chat app's row. The chat room id is the
 /// session id (`room_id` repeats it for clients that look for one).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ChatSessionView {
     pub id: String,
     pub room_id: String,
@@ -318,12 +337,16 @@ pub struct ChatSessionView {
     /// How long it runs once live.
     pub duration_minutes: f64,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ends_at: Option<Timestamp>,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<Timestamp>,
 }
 
@@ -355,15 +378,18 @@ impl From<&ChatSession> for ChatSessionView {
 
 /// `session:status`: the contract's four fields, plus who took it and when
 /// it ended.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ChatStatusView {
     pub id: String,
     pub status: &'static str,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ends_at: Option<Timestamp>,
     #[serde(with = "opt_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<Timestamp>,
     pub mechanic_id: Option<String>,
 }
@@ -382,7 +408,7 @@ impl From<&ChatSession> for ChatStatusView {
 }
 
 /// A chat message as `chat:new_message`, acks and history show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessageView {
     pub id: String,
@@ -391,6 +417,7 @@ pub struct ChatMessageView {
     pub sender_role: String,
     pub content: String,
     #[serde(with = "serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     pub client_message_id: Option<String>,
 }

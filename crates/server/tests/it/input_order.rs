@@ -112,7 +112,8 @@ fn route_row(method: &str, path: &str) -> Option<(&'static str, &'static str, Op
         | ("POST", "/api/sessions/{id}/cancel" | "/api/sessions/{id}/end")
         | ("POST", "/api/chat-sessions/{id}/accept" | "/api/chat-sessions/{id}/end")
         | ("GET", "/api/ice-servers")
-        | ("POST", "/api/peerjs/ticket") => {
+        | ("POST", "/api/peerjs/ticket")
+        | ("GET", "/openapi.json" | "/asyncapi.json") => {
             return None;
         }
         ("POST", "/api/schedules") => ("patient", "", Some(json!({ "date": 5 }))),
