@@ -1,6 +1,10 @@
 // Real socket.io clients (4.x with `auth.token`, 2.x with `?token=`) that
-// record every event they are told to listen for, and a REST helper.
+// record every event they are told to listen for, and a REST helper. Every
+// REST answer, push and ack they see is checked against the server's
+// /openapi.json and /asyncapi.json (lib/conformance.mjs).
 import { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { checkAck, checkPush, checkRest, conformance, loadDocuments } from './conformance.mjs';
 import { io as io4 } from 'socket.io-client';
 import io2 from 'socket.io-client-v2';
 import { startConsultd, within } from './server.mjs';
@@ -14,9 +18,13 @@ export function useConsultd(events) {
   let server;
   before(async () => {
     server = await startConsultd();
+    await loadDocuments(server.url);
   });
   after(async () => {
     await server?.stop();
+    const { counts, violations } = conformance();
+    console.log(`checked against /openapi.json and /asyncapi.json: ${JSON.stringify(counts)}`);
+    assert.deepEqual(violations, [], 'what the server sent is not what its documents say');
   });
   return {
     /** `client({kind, transport}, token)` or `client(kind, token, transports)`. */
@@ -53,7 +61,13 @@ export const PAIRS = MATRIX.map(({ kind, transport }) => {
 export const label = ({ kind, transport }) => `${kind}/${transport}`;
 
 /** Emits with an ack; resolves with the answer. */
-export const emitAck = (c, event, payload) => new Promise((ok) => c.socket.emit(event, payload, ok));
+export const emitAck = (c, event, payload) =>
+  new Promise((ok) =>
+    c.socket.emit(event, payload, (answer) => {
+      checkAck(event, answer);
+      ok(answer);
+    }),
+  );
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -72,6 +86,16 @@ export async function client(server, kind, token, transports, events, extra = {}
     for (const w of waiters.splice(0)) w();
   };
   for (const name of events) socket.on(name, (data) => record(name, data));
+  // Every push, listened for or not, against /asyncapi.json.
+  if (kind === 'v4') {
+    socket.onAny((name, data) => checkPush(name, data));
+  } else {
+    const onevent = socket.onevent;
+    socket.onevent = function (packet) {
+      checkPush(packet.data?.[0], packet.data?.[1]);
+      return onevent.call(this, packet);
+    };
+  }
   await within(5000, new Promise((ok, fail) => {
     socket.on('connect', ok);
     socket.on('connect_error', (e) => fail(new Error(`connect_error: ${e.message}`)));
@@ -106,5 +130,7 @@ export async function api(server, method, path, token, body) {
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  return { status: res.status, body: await res.json() };
+  const answer = { status: res.status, body: await res.json() };
+  checkRest(method, path, answer.status, answer.body);
+  return answer;
 }
