@@ -164,15 +164,8 @@ impl WebhookRepo {
         next_attempt_ms: i64,
         error: &str,
     ) -> Result<(), RepoError> {
-        Entity::update_many()
-            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
-            .col_expr(Column::NextAttemptMs, Expr::value(next_attempt_ms))
-            .col_expr(Column::LeaseUntilMs, Expr::value(0_i64))
-            .col_expr(Column::LastError, Expr::value(error))
-            .filter(Column::Seq.eq(seq))
-            .exec(db)
-            .await?;
-        Ok(())
+        let next = (Column::NextAttemptMs, Expr::value(next_attempt_ms));
+        failed(db, seq, error, next).await
     }
 
     /// Past its give-up time: kept as `dead`, for an operator to read, and
@@ -183,15 +176,7 @@ impl WebhookRepo {
         seq: i64,
         error: &str,
     ) -> Result<(), RepoError> {
-        Entity::update_many()
-            .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
-            .col_expr(Column::Status, Expr::value(DEAD))
-            .col_expr(Column::LeaseUntilMs, Expr::value(0_i64))
-            .col_expr(Column::LastError, Expr::value(error))
-            .filter(Column::Seq.eq(seq))
-            .exec(db)
-            .await?;
-        Ok(())
+        failed(db, seq, error, (Column::Status, Expr::value(DEAD))).await
     }
 
     pub async fn depth<C: ConnectionTrait>(&self, db: &C) -> Result<OutboxDepth, RepoError> {
@@ -226,4 +211,22 @@ impl WebhookRepo {
             })
             .collect())
     }
+}
+
+/// Records a failed attempt, releases the lease, and sets `then`.
+async fn failed<C: ConnectionTrait>(
+    db: &C,
+    seq: i64,
+    error: &str,
+    then: (Column, Expr),
+) -> Result<(), RepoError> {
+    Entity::update_many()
+        .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+        .col_expr(then.0, then.1)
+        .col_expr(Column::LeaseUntilMs, Expr::value(0_i64))
+        .col_expr(Column::LastError, Expr::value(error))
+        .filter(Column::Seq.eq(seq))
+        .exec(db)
+        .await?;
+    Ok(())
 }

@@ -28,7 +28,7 @@ pub(super) struct CreateChat {
     summary = "A customer opens a chat session (pending)",
     request_body = CreateChat,
     security(("bearer" = [])),
-    responses((status = 201, description = "success", body = crate::http::api_doc::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 201, description = "success", body = crate::http::envelope::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn create(
     State(s): State<AppState>,
@@ -62,7 +62,7 @@ pub(super) async fn create(
     summary = "Sessions the caller may see (a mechanic: pending ones and their own)",
     params(("status" = Option<String>, Query, description = "pending, waiting, live or ended")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<ChatSessionView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<Vec<ChatSessionView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn list(
     State(s): State<AppState>,
@@ -85,7 +85,7 @@ pub(super) async fn list(
     summary = "One chat session",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn one(
     State(s): State<AppState>,
@@ -102,7 +102,7 @@ pub(super) async fn one(
     summary = "A mechanic takes the session",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn accept(
     State(s): State<AppState>,
@@ -123,7 +123,7 @@ pub(super) async fn accept(
     summary = "Either participant ends the session",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<ChatSessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn end(
     State(s): State<AppState>,
@@ -145,7 +145,7 @@ pub(super) async fn end(
     summary = "A chat room's messages, oldest first (its participants)",
     params(("id" = String, Path, description = "the id"), ("before" = Option<String>, Query, description = "a message id: only older ones"), ("limit" = Option<u32>, Query, description = "1 to 200; default 50")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<ChatMessageView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<Vec<ChatMessageView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn history(
     State(s): State<AppState>,

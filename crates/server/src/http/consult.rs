@@ -33,7 +33,7 @@ pub(super) struct CreateSchedule {
     summary = "A host creates a schedule (UPCOMING)",
     request_body = CreateSchedule,
     security(("bearer" = [])),
-    responses((status = 201, description = "success", body = crate::http::api_doc::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 201, description = "success", body = crate::http::envelope::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn create_schedule(
     State(s): State<AppState>,
@@ -53,7 +53,7 @@ pub(super) async fn create_schedule(
     tag = "queue consultation",
     summary = "The caller's schedules, newest first",
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<ScheduleView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<Vec<ScheduleView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn my_schedules(
     State(s): State<AppState>,
@@ -69,7 +69,7 @@ pub(super) async fn my_schedules(
     summary = "One schedule",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn schedule(
     State(s): State<AppState>,
@@ -86,7 +86,7 @@ pub(super) async fn schedule(
     summary = "Its host opens the schedule (ONLINE)",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn start_schedule(
     State(s): State<AppState>,
@@ -107,7 +107,7 @@ pub(super) async fn start_schedule(
     summary = "Its host ends the schedule (COMPLETED); waiting entries close",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<ScheduleView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn end_schedule(
     State(s): State<AppState>,
@@ -129,7 +129,7 @@ pub(super) async fn end_schedule(
     summary = "A guest joins the queue: 201 with the new entry, 200 with the live one on a second join",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "the live one, on a second request", body = crate::http::api_doc::Envelope<EntryView>), (status = 201, description = "success", body = crate::http::api_doc::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "the live one, on a second request", body = crate::http::envelope::Envelope<EntryView>), (status = 201, description = "success", body = crate::http::envelope::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn join_queue(
     State(s): State<AppState>,
@@ -151,7 +151,7 @@ pub(super) async fn join_queue(
     summary = "The schedule's queue in join order (its host, or an admin)",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<EntryView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<Vec<EntryView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn queue(
     State(s): State<AppState>,
@@ -176,7 +176,7 @@ pub(super) struct ToggleReady {
     params(("id" = String, Path, description = "the id")),
     request_body = ToggleReady,
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn toggle_ready(
     State(s): State<AppState>,
@@ -198,7 +198,7 @@ pub(super) async fn toggle_ready(
     summary = "The patient puts the entry back to WAITING",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn reset_entry(
     State(s): State<AppState>,
@@ -215,7 +215,7 @@ pub(super) async fn reset_entry(
     summary = "One queue entry",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<EntryView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn entry(
     State(s): State<AppState>,
@@ -242,7 +242,7 @@ pub(super) struct StartCall {
     params(("id" = String, Path, description = "the id")),
     request_body = StartCall,
     security(("bearer" = [])),
-    responses((status = 201, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 201, description = "success", body = crate::http::envelope::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn start_call(
     State(s): State<AppState>,
@@ -278,7 +278,7 @@ async fn call_command(
     summary = "The invitee accepts: CONFIRMED",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn confirm(
     State(s): State<AppState>,
@@ -295,7 +295,7 @@ pub(super) async fn confirm(
     summary = "The invitee declines: DECLINED",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn decline(
     State(s): State<AppState>,
@@ -312,7 +312,7 @@ pub(super) async fn decline(
     summary = "The inviter withdraws: CANCELLED",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn cancel(
     State(s): State<AppState>,
@@ -329,7 +329,7 @@ pub(super) async fn cancel(
     summary = "Media is flowing: ACTIVE",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn activate(
     State(s): State<AppState>,
@@ -346,7 +346,7 @@ pub(super) async fn activate(
     summary = "Either participant ends the call: ENDED",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn end_call(
     State(s): State<AppState>,
@@ -371,7 +371,7 @@ pub(super) struct SetPeerId {
     params(("id" = String, Path, description = "the id")),
     request_body = SetPeerId,
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn set_peer_id(
     State(s): State<AppState>,
@@ -393,7 +393,7 @@ pub(super) async fn set_peer_id(
     summary = "One call (a participant, or an admin)",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn call(
     State(s): State<AppState>,
@@ -410,7 +410,7 @@ pub(super) async fn call(
     tag = "queue consultation",
     summary = "The host's live call, if any (poll fallback)",
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Option<CallView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<Option<CallView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn host_status(
     State(s): State<AppState>,
@@ -426,7 +426,7 @@ pub(super) async fn host_status(
     tag = "queue consultation",
     summary = "The caller's unanswered invitation, if any (poll fallback)",
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Option<CallView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<Option<CallView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn pending_invitation(
     State(s): State<AppState>,
@@ -450,7 +450,7 @@ const AUDIT_MAX_LIMIT: u64 = 1000;
     summary = "Transitions: one entity's oldest first, or the latest across everything (admin)",
     params(("entityId" = Option<String>, Query, description = "one entity's transitions (alias entity_id)"), ("limit" = Option<u64>, Query, description = "1 to 1000; default 100")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<AuditView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<Vec<AuditView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn audit_logs(
     State(s): State<AppState>,
@@ -517,7 +517,7 @@ fn appointment_key(raw: Option<serde_json::Value>) -> Result<Option<AppointmentI
     summary = "A patient calls a doctor directly: 201 with the new call, 200 with the live one for the same appointment",
     request_body = StartDirectCall,
     security(("bearer" = [])),
-    responses((status = 200, description = "the live one, on a second request", body = crate::http::api_doc::Envelope<CallView>), (status = 201, description = "success", body = crate::http::api_doc::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "the live one, on a second request", body = crate::http::envelope::Envelope<CallView>), (status = 201, description = "success", body = crate::http::envelope::Envelope<CallView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn start_direct_call(
     State(s): State<AppState>,
@@ -554,7 +554,7 @@ pub(super) struct CreateSession {
     summary = "A learner requests a session with a teacher (pending)",
     request_body = CreateSession,
     security(("bearer" = [])),
-    responses((status = 201, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 201, description = "success", body = crate::http::envelope::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn create_session(
     State(s): State<AppState>,
@@ -582,7 +582,7 @@ pub(super) async fn create_session(
     summary = "The caller's sessions, newest first",
     params(("status" = Option<String>, Query, description = "pending, accepted, rejected, cancelled or ended")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Vec<SessionView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<Vec<SessionView>>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn sessions(
     State(s): State<AppState>,
@@ -607,7 +607,7 @@ pub(super) async fn sessions(
     summary = "One session",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn session(
     State(s): State<AppState>,
@@ -637,7 +637,7 @@ async fn session_command(
     summary = "The teacher accepts: accepted, with a room",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn accept_session(
     State(s): State<AppState>,
@@ -654,7 +654,7 @@ pub(super) async fn accept_session(
     summary = "The teacher rejects",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn reject_session(
     State(s): State<AppState>,
@@ -671,7 +671,7 @@ pub(super) async fn reject_session(
     summary = "The learner withdraws",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn cancel_session(
     State(s): State<AppState>,
@@ -688,7 +688,7 @@ pub(super) async fn cancel_session(
     summary = "Either participant ends the session",
     params(("id" = String, Path, description = "the id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<SessionView>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn end_session(
     State(s): State<AppState>,

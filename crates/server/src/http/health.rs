@@ -14,7 +14,7 @@ use crate::state::AppState;
     path = "/healthz",
     tag = "operations",
     summary = "Liveness: the process answers",
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<serde_json::Value>))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<serde_json::Value>))
 )]
 pub(super) async fn healthz() -> Ok200<Value> {
     Ok200(json!({ "status": "ok" }))
@@ -28,7 +28,7 @@ pub(super) async fn healthz() -> Ok200<Value> {
     path = "/readyz",
     tag = "operations",
     summary = "Readiness: the database (and the bus, Redis with several nodes) answer",
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<serde_json::Value>), (status = 503, description = "a dependency does not answer", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<serde_json::Value>), (status = 503, description = "a dependency does not answer", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Value> {
     match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {

@@ -19,7 +19,7 @@ pub(super) struct Me {
     tag = "operations",
     summary = "Who the token says the caller is",
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<Me>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<Me>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn me(AuthUser(p): AuthUser) -> Ok200<Me> {
     Ok200(Me {

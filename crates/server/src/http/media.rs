@@ -15,7 +15,7 @@ use axum::extract::State;
     tag = "media path",
     summary = "STUN and TURN servers with expiring coturn REST credentials",
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<crate::ice::IceServers>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<crate::ice::IceServers>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn ice_servers(
     State(s): State<AppState>,
@@ -33,7 +33,7 @@ pub(super) async fn ice_servers(
     tag = "media path",
     summary = "A short-lived ticket for the PeerJS broker's token",
     security(("bearer" = [])),
-    responses((status = 200, description = "success", body = crate::http::api_doc::Envelope<crate::peerjs::Ticket>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::api_doc::ErrorEnvelope))
+    responses((status = 200, description = "success", body = crate::http::envelope::Envelope<crate::peerjs::Ticket>), (status = "4XX", description = "refused (CONTRACT §2): bad_request, unauthorized, token_expired, forbidden, not_found, conflict, expired, rate_limited, too_large", body = crate::http::envelope::ErrorEnvelope))
 )]
 pub(super) async fn peerjs_ticket(
     State(s): State<AppState>,

@@ -7,6 +7,7 @@ mod body;
 mod chat;
 mod consult;
 mod demo;
+pub mod envelope;
 mod health;
 mod me;
 mod media;
