@@ -100,6 +100,10 @@ impl Modify for DirectCallFieldsInCallView {
         super::chat::history,
         super::media::ice_servers,
         super::media::peerjs_ticket,
+        crate::peerjs::info,
+        crate::peerjs::fresh_id,
+        crate::peerjs::peers,
+        crate::peerjs::upgrade,
     ),
     components(schemas(
         crate::service::views::QueueUpdated,
@@ -568,6 +572,18 @@ mod tests {
             }
             let op = &doc["paths"][path][method.to_ascii_lowercase()];
             assert!(op.is_object(), "{method} {path} is not in /openapi.json");
+        }
+        // The PeerJS routes, at the default PEERJS_PATH.
+        for path in [
+            "/peerjs",
+            "/peerjs/peerjs",
+            "/peerjs/{key}/id",
+            "/peerjs/{key}/peers",
+        ] {
+            assert!(
+                doc["paths"][path]["get"].is_object(),
+                "GET {path} is not in /openapi.json"
+            );
         }
         let documented = documented_client_events();
         for name in crate::socket::EVENTS {

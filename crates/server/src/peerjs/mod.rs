@@ -45,7 +45,7 @@ const INFO: &str = r#"{"name":"PeerJS Server","description":"A server side eleme
 /// What the broker's routes share: the broker, and the verifier for
 /// tokens that are JWTs rather than tickets.
 #[derive(Clone)]
-struct Shared {
+pub(crate) struct Shared {
     broker: Arc<Broker>,
     auth: Arc<Authenticator>,
     limits: Arc<Limits>,
@@ -71,13 +71,28 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         })
 }
 
-async fn info() -> Response {
+#[utoipa::path(
+    get,
+    path = "/peerjs",
+    tag = "media path",
+    summary = "The PeerJS server's info (at PEERJS_PATH, /peerjs by default)",
+    responses((status = 200, description = "PeerJS's server info", content_type = "application/json", body = Object))
+)]
+pub(crate) async fn info() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], INFO).into_response()
 }
 
 /// A fresh id, as text (PeerJS answers it as `text/html`). Any key gets
 /// one, as with PeerJS: the key is checked when the id is used.
-async fn fresh_id(State(s): State<Shared>, Path(_key): Path<String>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/peerjs/{key}/id",
+    tag = "media path",
+    summary = "A fresh PeerJS id, as text (any key)",
+    params(("key" = String, Path, description = "the PeerJS key (checked when the id is used)")),
+    responses((status = 200, description = "an id", content_type = "text/html", body = String))
+)]
+pub(crate) async fn fresh_id(State(s): State<Shared>, Path(_key): Path<String>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         s.broker.fresh_id(),
@@ -85,7 +100,18 @@ async fn fresh_id(State(s): State<Shared>, Path(_key): Path<String>) -> Response
         .into_response()
 }
 
-async fn peers(State(s): State<Shared>, Path(key): Path<String>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/peerjs/{key}/peers",
+    tag = "media path",
+    summary = "Every id held (only with PEERJS_ALLOW_DISCOVERY and the right key)",
+    params(("key" = String, Path, description = "the PeerJS key")),
+    responses(
+        (status = 200, description = "the ids", body = Vec<String>),
+        (status = 401, description = "discovery is off, or a wrong key")
+    )
+)]
+pub(crate) async fn peers(State(s): State<Shared>, Path(key): Path<String>) -> Response {
     let settings = s.broker.settings();
     if settings.discovery && key == settings.key {
         axum::Json(s.broker.ids().await).into_response()
@@ -120,7 +146,23 @@ impl Query {
     }
 }
 
-async fn upgrade(
+#[utoipa::path(
+    get,
+    path = "/peerjs/peerjs",
+    tag = "media path",
+    summary = "The PeerJS websocket (docs/media.md): OPEN, then OFFER/ANSWER/CANDIDATE relayed between authorised peers",
+    params(
+        ("key" = String, Query, description = "PEERJS_KEY"),
+        ("id" = String, Query, description = "the peer id to hold (1-128 of A-Z a-z 0-9 space _ -)"),
+        ("token" = String, Query, description = "a consultd JWT or a ticket from POST /api/peerjs/ticket"),
+        ("version" = Option<String>, Query, description = "the client's version (ignored)")
+    ),
+    responses(
+        (status = 101, description = "switched to the PeerJS websocket protocol"),
+        (status = 429, description = "this client IP's handshake rate is spent")
+    )
+)]
+pub(crate) async fn upgrade(
     State(s): State<Shared>,
     RawQuery(raw): RawQuery,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
