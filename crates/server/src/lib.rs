@@ -6,6 +6,7 @@
 //! both), [`telemetry`] (logs and metrics).
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod activity;
 pub mod auth;
 pub mod clock;
 pub mod cluster;
@@ -317,12 +318,17 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         Some(broker) => broker.clone(),
         None => Arc::new(NoBroker),
     };
-    let journal = Journal::new(config.webhooks.targets().map_err(StartError::Config)?);
+    let activity = Arc::new(activity::Activity::default());
+    let journal = Journal::new(
+        config.webhooks.targets().map_err(StartError::Config)?,
+        activity.clone(),
+    );
     let webhook_worker = webhooks::Worker::new(
         &config.webhooks,
         db.clone(),
         clock.clone(),
         journal.wake_handle(),
+        activity.clone(),
     )
     .map_err(StartError::Config)?;
     let ports = Ports {
@@ -360,6 +366,7 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         redis: shared.as_ref().map(|(hub, _)| hub.health()),
         ice: Arc::new(ice::IceSettings::new(&config.media)),
         peerjs: peerjs.clone(),
+        activity: activity.clone(),
     };
     socket::register(&io, state.clone(), hub.clone(), owed.clone());
     // Reload before listening, so nothing due is missed.
@@ -381,6 +388,8 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         tasks.push(tokio::spawn(broker.clone().run()));
     }
     tasks.extend(mesh_task);
+    tasks.push(tokio::spawn(activity.run(clock.clone())));
+    tasks.push(tokio::spawn(socket::admin::feed(io.clone(), state.clone())));
     // Every node with receivers configured delivers; the claim keeps two
     // nodes off one row.
     if let Some(worker) = webhook_worker {

@@ -37,4 +37,6 @@ pub struct AppState {
     pub ice: Arc<crate::ice::IceSettings>,
     /// The PeerJS broker, unless `PEERJS_PATH` is empty.
     pub peerjs: Option<Arc<crate::peerjs::broker::Broker>>,
+    /// This node's counters, for the admin view.
+    pub activity: Arc<crate::activity::Activity>,
 }

@@ -26,6 +26,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::activity::Activity;
 use crate::clock::SharedClock;
 use crate::config::WebhookConfig;
 use crate::telemetry::{WEBHOOK_DEAD, WEBHOOK_DELIVERIES, WEBHOOK_PENDING};
@@ -71,6 +72,8 @@ pub struct Worker {
     db: Db,
     clock: SharedClock,
     wake: Arc<Notify>,
+    /// Where the admin view reads the outbox depth this worker last read.
+    activity: Arc<Activity>,
     secret: String,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
@@ -93,6 +96,7 @@ impl Worker {
         db: Db,
         clock: SharedClock,
         wake: Arc<Notify>,
+        activity: Arc<Activity>,
     ) -> Result<Option<Self>, String> {
         if config.targets()?.is_empty() {
             return Ok(None);
@@ -116,6 +120,7 @@ impl Worker {
             db,
             clock,
             wake,
+            activity,
             secret,
             client,
             timeout: config.webhook_timeout,
@@ -176,6 +181,7 @@ impl Worker {
     async fn report_depth(&self) {
         match WebhookRepo.depth(self.db.conn()).await {
             Ok(depth) => {
+                self.activity.outbox_read(depth);
                 #[allow(clippy::cast_precision_loss)] // a gauge
                 {
                     metrics::gauge!(WEBHOOK_PENDING).set(depth.pending as f64);

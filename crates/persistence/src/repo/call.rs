@@ -4,8 +4,8 @@ use consultd_domain::{
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::{by_id, expect_one, parse_status, user};
@@ -425,6 +425,36 @@ impl CallRepo {
             .into_iter()
             .map(CallRecord::try_from)
             .collect()
+    }
+
+    /// The calls (queue and direct) or the tutoring sessions not yet over,
+    /// oldest first, at most `limit`, and how many there are in all: what
+    /// the admin view lists.
+    pub async fn live_page<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        tutoring: bool,
+        limit: u64,
+    ) -> Result<(Vec<CallRecord>, u64), RepoError> {
+        let kind = if tutoring {
+            Condition::all().add(Column::Kind.eq(CallKind::Tutoring.as_str()))
+        } else {
+            calls_only()
+        };
+        let q = Entity::find()
+            .filter(Column::Status.is_in(live()))
+            .filter(kind);
+        let total = q.clone().count(db).await?;
+        let rows = q
+            .order_by_asc(Column::CreatedAt)
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(CallRecord::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((rows, total))
     }
 
     /// Every call in progress (`CONFIRMED` or `ACTIVE`, any kind), for the

@@ -6,8 +6,8 @@ use consultd_domain::{
 };
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
 };
 
 use super::{by_id, expect_one, parse_status, user};
@@ -226,6 +226,28 @@ impl ChatRepo {
             .into_iter()
             .map(ChatSession::try_from)
             .collect()
+    }
+
+    /// The sessions not yet ended (`pending`, `waiting`, `live`) oldest
+    /// first, at most `limit`, and how many there are in all: what the
+    /// admin view lists.
+    pub async fn open_page<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        limit: u64,
+    ) -> Result<(Vec<ChatSession>, u64), RepoError> {
+        let q = Entity::find().filter(Column::Status.ne(ChatStatus::Ended.as_str()));
+        let total = q.clone().count(db).await?;
+        let rows = q
+            .order_by_asc(Column::CreatedAt)
+            .order_by_asc(Column::Id)
+            .limit(limit)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(ChatSession::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((rows, total))
     }
 
     /// Every live session's end, for the timer's start.

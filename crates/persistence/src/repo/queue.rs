@@ -1,10 +1,11 @@
 use consultd_domain::{
-    CallId, EntryChange, EntryId, EntryState, QueueEntry, ScheduleId, Status, Timestamp,
+    CallId, EntryChange, EntryId, EntryState, EntryStatus, QueueEntry, ScheduleId, Status,
+    Timestamp,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::{by_id, expect_one, parse_status, user};
@@ -111,6 +112,34 @@ impl QueueRepo {
             .await?
             .into_iter()
             .map(QueueEntry::try_from)
+            .collect()
+    }
+
+    /// How many entries each schedule holds in each status but `DONE`:
+    /// the queue lengths the admin view shows.
+    pub async fn lengths<C: ConnectionTrait>(
+        &self,
+        db: &C,
+    ) -> Result<Vec<(ScheduleId, EntryStatus, u64)>, RepoError> {
+        let rows: Vec<(String, String, i64)> = Entity::find()
+            .select_only()
+            .column(Column::ScheduleId)
+            .column(Column::Status)
+            .column_as(Column::Id.count(), "n")
+            .filter(Column::Status.ne(EntryStatus::Done.as_str()))
+            .group_by(Column::ScheduleId)
+            .group_by(Column::Status)
+            .into_tuple()
+            .all(db)
+            .await?;
+        rows.into_iter()
+            .map(|(schedule, status, n)| {
+                Ok((
+                    ScheduleId::new(schedule),
+                    parse_status(&status)?,
+                    u64::try_from(n).unwrap_or(0),
+                ))
+            })
             .collect()
     }
 

@@ -1,8 +1,8 @@
 use consultd_domain::{Schedule, ScheduleId, ScheduleStatus, Slot, Status, Timestamp, Transition};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::{by_id, expect_one, parse_status, user};
@@ -75,6 +75,31 @@ impl ScheduleRepo {
             .filter(Column::HostId.eq(host_id))
             .order_by_desc(Column::CreatedAt)
             .order_by_desc(Column::Id)
+            .limit(limit)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(Schedule::try_from)
+            .collect()
+    }
+
+    /// The schedules online now and those named in `also` (schedules with
+    /// someone in their queue), earliest slot first, at most `limit`.
+    pub async fn online_or<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        also: &[&str],
+        limit: u64,
+    ) -> Result<Vec<Schedule>, RepoError> {
+        Entity::find()
+            .filter(
+                Condition::any()
+                    .add(Column::Status.eq(ScheduleStatus::Online.as_str()))
+                    .add(Column::Id.is_in(also.iter().copied())),
+            )
+            .order_by_asc(Column::Date)
+            .order_by_asc(Column::StartTime)
+            .order_by_asc(Column::Id)
             .limit(limit)
             .all(db)
             .await?

@@ -115,6 +115,7 @@ impl Modify for DirectCallFieldsInCallView {
         crate::service::views::SessionView,
         crate::service::views::DirectCallFields,
         crate::service::views::ChatSessionView,
+        crate::socket::admin::AdminSnapshot,
     )),
     modifiers(&BearerAuth, &DirectCallFieldsInCallView),
     tags(
@@ -275,6 +276,21 @@ fn client_events() -> Vec<ClientEvent> {
             payload: room_only(),
             ack: room_ack(),
         },
+        ClientEvent {
+            name: "admin:subscribe",
+            summary: "Admins only (others get `forbidden`): watch the live board; the ack carries a snapshot, then `admin:snapshot` follows every 2 s (payload ignored)",
+            payload: json!({}),
+            ack: ack(
+                json!({ "snapshot": schema_ref("AdminSnapshot") }),
+                &["snapshot"],
+            ),
+        },
+        ClientEvent {
+            name: "admin:unsubscribe",
+            summary: "Stop the `admin:snapshot` pushes (payload ignored)",
+            payload: json!({}),
+            ack: plain(),
+        },
     ];
     for name in [
         "webrtc:offer",
@@ -322,6 +338,11 @@ fn server_events() -> Vec<ServerEvent> {
         false,
     );
     let mut all = vec![
+        ServerEvent {
+            name: crate::socket::admin::SNAPSHOT_EVENT,
+            summary: "To admins who subscribed: what is live now, and this node's counters (ids, statuses and times only; never SDP, candidates or chat text)",
+            payload: schema_ref("AdminSnapshot"),
+        },
         call(
             "call_invitation",
             "An invitation for you (also re-sent on connect while it is live)",

@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::views::{CallView, ChatSessionView, EntryView, ScheduleView, SessionView};
+use crate::activity::Activity;
 use crate::error::ApiError;
 
 /// The entity a transition moved, in the state it moved to.
@@ -128,13 +129,16 @@ pub struct Journal {
     targets: Arc<[String]>,
     /// Tells the delivery worker that rows may have committed.
     wake: Arc<Notify>,
+    /// This node's counters (the admin view's transitions per interval).
+    activity: Arc<Activity>,
 }
 
 impl Journal {
-    pub fn new(targets: Vec<String>) -> Self {
+    pub fn new(targets: Vec<String>, activity: Arc<Activity>) -> Self {
         Self {
             targets: targets.into(),
             wake: Arc::new(Notify::new()),
+            activity,
         }
     }
 
@@ -201,6 +205,9 @@ impl Journal {
             at: now,
         };
         AuditRepo.record(txn, entry).await?;
+        // Counted as written: a transaction that then fails to commit is
+        // rare (the compare-and-set has already passed), and this is a rate.
+        self.activity.transition_recorded();
         if self.targets.is_empty() {
             return Ok(());
         }

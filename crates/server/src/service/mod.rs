@@ -8,6 +8,7 @@
 //! ports, and a second transport implements them again.
 
 mod access;
+pub mod admin;
 mod audit;
 mod call;
 mod call_reads;
@@ -36,6 +37,7 @@ use consultd_persistence::{CallRepo, ChatRepo, RepoError};
 use outbox::Owed;
 
 pub use access::{ChatGrant, RoomAccess, RoomGrant};
+pub use admin::{AdminService, Board};
 pub use audit::AuditLog;
 pub use call::{CallService, CallType};
 pub use chat::{CHAT_LIST_LIMIT, ChatCommand, ChatService};
@@ -71,6 +73,7 @@ pub struct Services {
     pub chat: ChatService,
     pub rooms: RoomAccess,
     pub audit: AuditLog,
+    pub admin: AdminService,
 }
 
 impl Services {
@@ -84,6 +87,7 @@ impl Services {
             chat: ChatService::new(ctx.clone(), settings.chat_duration),
             rooms: RoomAccess::new(ctx.db.clone()),
             audit: AuditLog::new(ctx.db.clone()),
+            admin: AdminService::new(ctx.clone()),
             calls,
         }
     }

@@ -66,8 +66,11 @@ pub(super) async fn authenticate(
     socket.on_fallback(Dispatcher::new(ctx.clone(), state.clone(), lane.clone()));
     let hub = state.hub.clone();
     let presence = state.presence.clone();
+    let activity = state.activity.clone();
+    activity.socket_opened(ctx.principal.role.as_str());
     socket.on_disconnect(async move |reason: DisconnectReason| {
         metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
+        activity.socket_closed(ctx.principal.role.as_str());
         presence.socket_closed(&ctx.principal.user_id);
         let _entered = ctx.span.enter();
         tracing::info!(%reason, "socket disconnected");

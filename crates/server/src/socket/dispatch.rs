@@ -17,6 +17,7 @@ use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::{FromMessageParts, MessageHandler, Value};
 
+use super::admin;
 use super::chat::{self, ChatEvent};
 use super::ctx::SocketCtx;
 use super::node::SocketState;
@@ -33,12 +34,16 @@ enum Route {
     Identify,
     Signal(SignalEvent),
     Chat(ChatEvent),
+    /// The admin view's feed (`true`: subscribe).
+    Admin {
+        subscribe: bool,
+    },
 }
 
 /// Every client event consultd answers, each name written once; other
 /// names are "unknown" (and counted under that label, so clients cannot
 /// grow the metric set).
-const ROUTES: [(&str, Route); 15] = {
+const ROUTES: [(&str, Route); 17] = {
     use ChatEvent as C;
     use Route::{Chat, Identify, Signal as S};
     use SignalEvent as E;
@@ -61,6 +66,8 @@ const ROUTES: [(&str, Route); 15] = {
         ("chat:typing", Chat(C::Typing)),
         ("chat:read", Chat(C::Read)),
         ("chat:leave_room", Chat(C::Leave)),
+        ("admin:subscribe", Route::Admin { subscribe: true }),
+        ("admin:unsubscribe", Route::Admin { subscribe: false }),
     ]
 };
 
@@ -217,6 +224,7 @@ impl Incoming {
         match self.route {
             Some(Route::Signal(SignalEvent::Join { .. })) => true,
             Some(Route::Chat(chat)) => chat.needs_task(),
+            Some(Route::Admin { subscribe }) => subscribe,
             _ => false,
         }
     }
@@ -246,7 +254,14 @@ fn handle_inline(ctx: &SocketCtx, state: &SocketState, event: Incoming, reply: R
         Some(Route::Chat(ChatEvent::Typing)) => chat::typing(state, ctx, &event.payload).map(Some),
         Some(Route::Chat(ChatEvent::Leave)) => chat::leave(state, ctx, &event.payload).map(Some),
         Some(Route::Identify) => identify(ctx).map(Some),
-        Some(Route::Signal(SignalEvent::Join { .. }) | Route::Chat(_)) => unreachable_slow(),
+        Some(Route::Admin { subscribe: false }) => {
+            Ok(slot.as_ref().map(|r| admin::unsubscribe(&r.socket)))
+        }
+        Some(
+            Route::Signal(SignalEvent::Join { .. })
+            | Route::Chat(_)
+            | Route::Admin { subscribe: true },
+        ) => unreachable_slow(),
         None => unknown(&event.name, wants_ack),
     };
     // Taken by a hub that answers once the relay is stored.
@@ -290,6 +305,7 @@ async fn handle_slow(
             .map(|()| None),
         Some(Route::Chat(ChatEvent::Send)) => chat::send(state, ctx, payload).await.map(Some),
         Some(Route::Chat(ChatEvent::Read)) => chat::read(state, ctx, payload).await.map(Some),
+        Some(Route::Admin { subscribe: true }) => admin::subscribe(state, ctx, s).await.map(Some),
         _ => {
             if let Some(reply) = slot.take() {
                 handle_inline(ctx, state, event, reply);

@@ -10,6 +10,7 @@
 //!   socketioxide's per-event spawned tasks, so one socket's events are
 //!   handled in the order they arrived.
 
+pub mod admin;
 mod chat;
 mod connect;
 mod ctx;

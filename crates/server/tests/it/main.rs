@@ -5,6 +5,7 @@
 mod common;
 
 mod abandon;
+mod admin;
 mod api_docs;
 mod asymmetric_keys;
 mod binary;
