@@ -34,6 +34,8 @@ export function useConsultd(events) {
         : client(server, kind, token, transports, events),
     api: (method, path, token, body) => api(server, method, path, token, body),
     token: (sub, role, name) => server.token(sub, role, name),
+    /** The server's base URL (once `before` has run). */
+    url: () => server.url,
   };
 }
 

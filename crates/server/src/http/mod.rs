@@ -2,6 +2,7 @@
 //! shares (body limit, metrics). Handlers stay thin: parse, authorise, call
 //! one service function, map its result.
 
+mod admin_page;
 pub mod api_doc;
 mod body;
 mod chat;
@@ -150,6 +151,7 @@ pub fn router(state: AppState) -> Router {
                 .url("/openapi.json", api_doc::openapi().clone()),
         )
         .route("/asyncapi.json", get(api_doc::asyncapi_json))
+        .merge(admin_page::routes())
         .merge(peerjs)
         .merge(demo)
         .fallback(no_route)

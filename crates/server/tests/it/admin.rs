@@ -279,3 +279,41 @@ async fn pushes_follow_every_two_seconds_until_unsubscribed_and_carry_no_content
     admin.expect_no_event("admin:snapshot", PUSH_WAIT).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_page_is_served_from_the_binary_and_loads_nothing_from_elsewhere() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = http.get(app.url("/admin")).send().await.unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(res.headers()["location"], "/admin/");
+    for (path, kind) in [
+        ("/admin/", "text/html"),
+        ("/admin/admin.js", "text/javascript"),
+        ("/admin/admin.css", "text/css"),
+    ] {
+        let res = http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        // The SVG namespace is a name, not a fetch.
+        let body = res
+            .text()
+            .await
+            .unwrap()
+            .replace("http://www.w3.org/2000/svg", "");
+        for external in ["http://", "https://", "//cdn", "innerHTML"] {
+            assert!(!body.contains(external), "{path} holds `{external}`");
+        }
+    }
+    app.stop().await;
+}
