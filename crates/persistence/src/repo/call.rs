@@ -4,11 +4,11 @@ use consultd_domain::{
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
-use super::{by_id, expect_one, parse_status, user};
+use super::{by_id, expect_one, oldest_page, parse_status, user};
 use crate::RepoError;
 use crate::entity::call_session::{self, Column, Entity};
 
@@ -444,17 +444,7 @@ impl CallRepo {
         let q = Entity::find()
             .filter(Column::Status.is_in(live()))
             .filter(kind);
-        let total = q.clone().count(db).await?;
-        let rows = q
-            .order_by_asc(Column::CreatedAt)
-            .order_by_asc(Column::Id)
-            .limit(limit)
-            .all(db)
-            .await?
-            .into_iter()
-            .map(CallRecord::try_from)
-            .collect::<Result<_, _>>()?;
-        Ok((rows, total))
+        oldest_page(db, q, (Column::CreatedAt, Column::Id), limit).await
     }
 
     /// Every call in progress (`CONFIRMED` or `ACTIVE`, any kind), for the

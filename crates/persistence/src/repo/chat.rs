@@ -6,11 +6,11 @@ use consultd_domain::{
 };
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TryInsertResult,
 };
 
-use super::{by_id, expect_one, parse_status, user};
+use super::{by_id, expect_one, oldest_page, parse_status, user};
 use crate::RepoError;
 use crate::entity::chat_message::{self, Column as Msg, Entity as Messages};
 use crate::entity::chat_read_marker::{self, Column as Marker, Entity as Markers};
@@ -237,17 +237,7 @@ impl ChatRepo {
         limit: u64,
     ) -> Result<(Vec<ChatSession>, u64), RepoError> {
         let q = Entity::find().filter(Column::Status.ne(ChatStatus::Ended.as_str()));
-        let total = q.clone().count(db).await?;
-        let rows = q
-            .order_by_asc(Column::CreatedAt)
-            .order_by_asc(Column::Id)
-            .limit(limit)
-            .all(db)
-            .await?
-            .into_iter()
-            .map(ChatSession::try_from)
-            .collect::<Result<_, _>>()?;
-        Ok((rows, total))
+        oldest_page(db, q, (Column::CreatedAt, Column::Id), limit).await
     }
 
     /// Every live session's end, for the timer's start.

@@ -15,7 +15,9 @@ pub mod secret;
 pub mod webhook;
 
 use consultd_domain::Status;
-use sea_orm::{ConnectionTrait, EntityTrait, PrimaryKeyTrait, QuerySelect};
+use sea_orm::{
+    ConnectionTrait, EntityTrait, PaginatorTrait, PrimaryKeyTrait, QueryOrder, QuerySelect, Select,
+};
 
 use crate::RepoError;
 
@@ -34,6 +36,33 @@ where
         query = query.lock_exclusive();
     }
     query.one(db).await?.map(T::try_from).transpose()
+}
+
+/// The oldest `limit` rows `q` selects (by creation, then id), and how
+/// many it selects in all: a list that says when it was cut.
+async fn oldest_page<E, T, C>(
+    db: &C,
+    q: Select<E>,
+    (created, id): (E::Column, E::Column),
+    limit: u64,
+) -> Result<(Vec<T>, u64), RepoError>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+    T: TryFrom<E::Model, Error = RepoError>,
+    C: ConnectionTrait,
+{
+    let total = q.clone().count(db).await?;
+    let rows = q
+        .order_by_asc(created)
+        .order_by_asc(id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(T::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok((rows, total))
 }
 
 fn parse_status<S: Status>(raw: &str) -> Result<S, RepoError> {

@@ -566,3 +566,98 @@ async fn live_between_finds_a_pairs_calls_either_way_round_until_they_end() {
         tdb.cleanup().await;
     }
 }
+
+fn entry(id: &str, schedule: &str, patient: &str, status: EntryStatus) -> QueueEntry {
+    QueueEntry {
+        id: EntryId::new(id),
+        schedule_id: ScheduleId::new(schedule),
+        patient_id: user(patient),
+        patient_name: None,
+        status,
+        call_id: None,
+        joined_at: t0(),
+    }
+}
+
+#[tokio::test]
+async fn the_admin_board_reads_the_oldest_live_rows_with_their_totals_and_queue_lengths() {
+    for tdb in databases().await {
+        let db = Db::connect(&tdb.url).await.unwrap();
+        db.migrate_up().await.unwrap();
+        let conn = db.conn();
+        // Written newest first: the page comes back oldest first.
+        for i in (1..=4).rev() {
+            let at = t0() + Duration::seconds(i);
+            let c = call(&format!("c{i}"), &format!("d{i}"), &format!("p{i}"), at);
+            CallRepo.insert(conn, &c).await.unwrap();
+        }
+        let mut over = CallRepo.find(conn, "c4").await.unwrap().unwrap();
+        act(&db, &mut over, "d4", CallCommand::Cancel).await;
+        CallRepo
+            .insert(conn, &tutoring("t1", "d9", "l1", t0()))
+            .await
+            .unwrap();
+        let (calls, total) = CallRepo.live_page(conn, false, 2).await.unwrap();
+        let ids: Vec<_> = calls.iter().map(|r| r.call.id.as_str()).collect();
+        assert_eq!(
+            (ids, total),
+            (vec!["c1", "c2"], 3),
+            "c4 is over; t1 is no call"
+        );
+        let (sessions, total) = CallRepo.live_page(conn, true, 10).await.unwrap();
+        assert_eq!((sessions.len(), total), (1, 1));
+        assert_eq!(sessions[0].call.id.as_str(), "t1");
+
+        // Queue lengths by schedule and status, DONE left out.
+        online_schedule(&db, "s1", "d1").await;
+        let upcoming = Schedule::create(
+            ScheduleId::new("s2"),
+            user("d2"),
+            Slot::parse("2026-11-22", "09:00", "17:00").unwrap(),
+            t0(),
+        );
+        ScheduleRepo.insert(conn, &upcoming).await.unwrap();
+        let quiet = Schedule::create(
+            ScheduleId::new("s3"),
+            user("d3"),
+            Slot::parse("2026-11-23", "09:00", "17:00").unwrap(),
+            t0(),
+        );
+        ScheduleRepo.insert(conn, &quiet).await.unwrap();
+        for e in [
+            entry("e1", "s1", "p1", EntryStatus::Waiting),
+            entry("e2", "s1", "p2", EntryStatus::Waiting),
+            entry("e3", "s1", "p3", EntryStatus::Ready),
+            entry("e4", "s1", "p4", EntryStatus::Done),
+            entry("e5", "s2", "p1", EntryStatus::Waiting),
+        ] {
+            QueueRepo.insert(conn, &e).await.unwrap();
+        }
+        let mut lengths: Vec<_> = QueueRepo
+            .lengths(conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(s, status, n)| (s.to_string(), status, n))
+            .collect();
+        lengths.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+        assert_eq!(
+            lengths,
+            vec![
+                ("s1".to_owned(), EntryStatus::Ready, 1),
+                ("s1".to_owned(), EntryStatus::Waiting, 2),
+                ("s2".to_owned(), EntryStatus::Waiting, 1),
+            ]
+        );
+        // Online (s1) or named for its queue (s2); s3 is neither.
+        let shown: Vec<_> = ScheduleRepo
+            .online_or(conn, &["s2"], 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id.to_string())
+            .collect();
+        assert_eq!(shown, ["s1", "s2"]);
+        tdb.cleanup().await;
+    }
+}
