@@ -319,12 +319,11 @@ pub async fn start_with_clock(config: Config, clock: SharedClock) -> Result<Serv
         None => Arc::new(NoBroker),
     };
     let activity = Arc::new(activity::Activity::default());
-    let journal = Journal::new(
-        config.webhooks.targets().map_err(StartError::Config)?,
-        activity.clone(),
-    );
+    let targets = config.webhooks.targets().map_err(StartError::Config)?;
+    let journal = Journal::new(targets.clone(), activity.clone());
     let webhook_worker = webhooks::Worker::new(
         &config.webhooks,
+        &targets,
         db.clone(),
         clock.clone(),
         journal.wake_handle(),

@@ -90,15 +90,17 @@ enum Outcome {
 }
 
 impl Worker {
-    /// `None` when no receiver is configured.
+    /// `None` when no receiver is configured (`targets` is
+    /// [`WebhookConfig::targets`], parsed once at start).
     pub fn new(
         config: &WebhookConfig,
+        targets: &[String],
         db: Db,
         clock: SharedClock,
         wake: Arc<Notify>,
         activity: Arc<Activity>,
     ) -> Result<Option<Self>, String> {
-        if config.targets()?.is_empty() {
+        if targets.is_empty() {
             return Ok(None);
         }
         let secret = config.webhook_secret.clone().unwrap_or_default();
