@@ -36,6 +36,8 @@ export function useConsultd(events) {
     token: (sub, role, name) => server.token(sub, role, name),
     /** The server's base URL (once `before` has run). */
     url: () => server.url,
+    /** The server's generated JWT secret, to sign tokens of any shape. */
+    secret: () => server.secret(),
   };
 }
 

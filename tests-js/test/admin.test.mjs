@@ -13,10 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHROMIUM, REQUIRED, launch } from '../lib/demo.mjs';
 import { emitAck, sleep, useConsultd } from '../lib/clients.mjs';
+import { signHs256 } from '../lib/server.mjs';
 
 const skip = !REQUIRED && !existsSync(CHROMIUM) ? `missing ${CHROMIUM}` : false;
 const EVENTS = ['admin:snapshot', 'webrtc:offer', 'chat:new_message', 'session:status'];
-const { client, api, token, url } = useConsultd(EVENTS);
+const { client, api, token, url, secret } = useConsultd(EVENTS);
 const shots = process.env.SCREENSHOT_DIR ?? mkdtempSync(join(tmpdir(), 'consultd-admin-'));
 mkdirSync(shots, { recursive: true });
 
@@ -182,6 +183,25 @@ test('a doctor, a patient and a bad token are refused and see nothing', { skip, 
     await sleep(2_500);
     assert.ok(!doctor.pending().includes('admin:snapshot'));
     doctor.socket.disconnect();
+  } finally {
+    await browser.close();
+  }
+});
+
+test('the page is cut off when its token expires, and says so', { skip, timeout: 60_000 }, async () => {
+  const browser = await launch();
+  try {
+    const exp = Math.floor(Date.now() / 1000) + 4;
+    const short = signHs256({ sub: 'ops-short', role: 'admin', exp }, secret());
+    const { page, errors } = await adminPage(browser, short);
+    await page.waitForSelector('#status[data-state="live"]');
+    // Disconnected at the first push after `exp`; the retry is refused.
+    await page.waitForSelector('#status[data-state="refused"]', { timeout: 15_000 });
+    assert.equal(await page.textContent('#status'), 'refused: token_expired');
+    assert.ok(Date.now() / 1000 >= exp, 'not before the token expired');
+    assert.equal(await page.isHidden('#board'), true);
+    await page.screenshot({ path: join(shots, 'admin-token-expired.png'), fullPage: true });
+    assert.deepEqual(errors, []);
   } finally {
     await browser.close();
   }

@@ -65,6 +65,12 @@ impl Authenticator {
 
     /// Verifies a token and reads the principal out of it.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_until(token).map(|(p, _)| p)
+    }
+
+    /// [`Authenticator::verify`], and the token's `exp` (Unix seconds): for
+    /// what must end with the token, not with the connection.
+    pub fn verify_until(&self, token: &str) -> Result<(Principal, i64), AuthError> {
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &self.validation)
                 .map_err(|e| match e.kind() {
@@ -98,12 +104,17 @@ impl Authenticator {
             .get("name")
             .and_then(Value::as_str)
             .and_then(display_name);
-        Ok(Principal {
-            user_id,
-            role,
-            class,
-            name,
-        })
+        // Required by the validation, so present and numeric here.
+        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        Ok((
+            Principal {
+                user_id,
+                role,
+                class,
+                name,
+            },
+            exp,
+        ))
     }
 
     /// The class of a role name, `None` when the role mapping does not know it.

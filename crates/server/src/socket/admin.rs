@@ -23,6 +23,12 @@ use crate::error::ApiError;
 use crate::service::Board;
 use crate::state::AppState;
 
+/// When an admin socket's token expires (Unix seconds). A watcher is
+/// disconnected once it has: its client must come back with a fresh token,
+/// so a revoked admin stops seeing the board when their token runs out.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TokenExpiry(pub(super) i64);
+
 /// The room of this node's watchers (user rooms are `user:<id>`).
 const WATCHERS: &str = "admin:watchers";
 /// How often watchers get a fresh snapshot.
@@ -72,6 +78,12 @@ pub(super) async fn subscribe(
     ctx: &SocketCtx,
     s: &Sock,
 ) -> Result<Json, ApiError> {
+    // Only admins carry an expiry; everyone else hears `forbidden` below.
+    if let Some(TokenExpiry(exp)) = s.extensions.get::<TokenExpiry>()
+        && exp <= state.clock.now().timestamp()
+    {
+        return Err(ApiError::TokenExpired);
+    }
     let board = state.services.admin.board(&ctx.principal).await?;
     s.join(WATCHERS);
     tracing::info!("admin watching");
@@ -91,9 +103,26 @@ pub async fn feed(io: SocketIo, app: AppState) {
     loop {
         every.tick().await;
         // `None` once the Socket.IO layer has closed (shutting down).
-        let watched = io
-            .of("/")
-            .is_some_and(|root| !root.to(WATCHERS).sockets().is_empty());
+        let Some(root) = io.of("/") else {
+            continue;
+        };
+        let now = app.clock.now().timestamp();
+        let mut watched = false;
+        // `to` takes the operators: the emit below asks for them again.
+        for socket in root.to(WATCHERS).sockets() {
+            let expired = socket
+                .extensions
+                .get::<TokenExpiry>()
+                .is_none_or(|TokenExpiry(exp)| exp <= now);
+            if expired {
+                tracing::info!(sid = %socket.id, "admin watcher's token expired: disconnected");
+                if let Err(e) = socket.disconnect() {
+                    tracing::debug!(error = %e, "expired watcher already gone");
+                }
+            } else {
+                watched = true;
+            }
+        }
         if !watched {
             continue;
         }

@@ -44,7 +44,7 @@ pub(super) async fn authenticate(
     socket: SocketRef,
     auth: Option<Value>,
 ) -> Result<(), Refusal> {
-    let principal = match admit(&state, &socket, auth.unwrap_or(Value::Null)) {
+    let (principal, expires) = match admit(&state, &socket, auth.unwrap_or(Value::Null)) {
         Ok(p) => p,
         Err(e) => {
             metrics::counter!(SOCKET_REFUSED, "reason" => e.to_string()).increment(1);
@@ -58,6 +58,10 @@ pub(super) async fn authenticate(
     // Before the joins: a push that finds the socket in its user room must
     // find what it was told too.
     socket.extensions.insert(ctx.clone());
+    if ctx.principal.is_admin() {
+        // Only admins' sockets carry it: the admin feed ends with the token.
+        socket.extensions.insert(super::admin::TokenExpiry(expires));
+    }
     socket.join(ctx.principal.user_id.room());
     if ctx.principal.is_guest() {
         socket.join(GUESTS_ROOM);
@@ -87,7 +91,11 @@ pub(super) async fn authenticate(
 /// The checks in order: the cheap per-IP rate before any token is
 /// verified, then the token, then the user's socket count (counted here,
 /// released by the disconnect handler).
-fn admit(state: &SocketState, socket: &SocketRef, auth: Value) -> Result<Principal, Refusal> {
+fn admit(
+    state: &SocketState,
+    socket: &SocketRef,
+    auth: Value,
+) -> Result<(Principal, i64), Refusal> {
     let parts = socket.req_parts();
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>()
         && !state.limits.may_connect(peer.ip(), &parts.headers)
@@ -96,14 +104,14 @@ fn admit(state: &SocketState, socket: &SocketRef, auth: Value) -> Result<Princip
     }
     let token = handshake_token(&auth, parts.uri.query(), &parts.headers)?
         .ok_or(AuthError::Unauthorized)?;
-    let principal = state.auth.verify(&token)?;
+    let (principal, expires) = state.auth.verify_until(&token)?;
     if !state
         .presence
         .socket_opened(&principal.user_id, state.config.max_sockets_per_user)
     {
         return Err(Refusal::TooManyConnections);
     }
-    Ok(principal)
+    Ok((principal, expires))
 }
 
 /// Runs after CONNECT has been sent; nothing the client may send depends on

@@ -317,3 +317,29 @@ async fn the_page_is_served_from_the_binary_and_loads_nothing_from_elsewhere() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_watcher_is_disconnected_once_its_token_expires() {
+    let app = TestApp::spawn().await;
+    let soon = sign(
+        json!({ "sub": "ops-1", "role": "admin", "exp": now_secs() + 30 }),
+        SECRET,
+    );
+    let mut watcher = app.connect(&soon).await;
+    assert_eq!(subscribe(&mut watcher).await["ok"], true);
+    let mut late = app.connect(&soon).await;
+    let lasting = app.token("ops-2", "admin");
+    let mut other = app.connect(&lasting).await;
+    assert_eq!(subscribe(&mut other).await["ok"], true);
+
+    // The server's clock passes the token's `exp`.
+    app.advance(Duration::from_secs(60));
+    let ack = subscribe(&mut late).await;
+    assert_eq!(code(&ack), "token_expired", "{ack}");
+    tokio::time::timeout(PUSH_WAIT, watcher.closed())
+        .await
+        .expect("the expired watcher is disconnected within a push interval");
+    // The other admin goes on watching.
+    other.expect_event("admin:snapshot").await;
+    app.stop().await;
+}
