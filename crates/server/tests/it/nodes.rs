@@ -532,3 +532,32 @@ async fn a_tutoring_request_crosses_nodes() {
     teacher.expect_no_event("session:accepted", QUIET).await;
     p.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_board_is_shared_and_the_socket_counts_are_per_node() {
+    let Some(p) = pair().await else {
+        return;
+    };
+    p.start_schedule().await;
+    let _doctor_on_a = p.a.connect(&p.doctor).await;
+    let mut admin_on_b = p.b.connect(&p.b.token("ops-1", "admin")).await;
+    // Committed on A, seen on B's board.
+    let patient = p.a.token("p1", "patient");
+    let (status, body) =
+        p.a.post(
+            &format!("/api/schedules/{}/join-queue", p.schedule),
+            &patient,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let ack = admin_on_b.emit_ack("admin:subscribe", json!({})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let snap = &ack["snapshot"];
+    let schedules = snap["board"]["schedules"].as_array().unwrap();
+    assert_eq!(schedules.len(), 1, "{snap}");
+    assert_eq!(schedules[0]["waiting"], 1);
+    // B counts its own sockets: the doctor is on A.
+    assert_eq!(snap["node"]["socketsByRole"], json!({ "admin": 1 }));
+    p.stop().await;
+}
