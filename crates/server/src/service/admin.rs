@@ -11,7 +11,7 @@ use consultd_persistence::{AuditRepo, CallRecord, CallRepo, ChatRepo, QueueRepo,
 use serde::Serialize;
 
 use super::context::Context;
-use super::views::AuditView;
+use super::views::{AuditView, opt_millis};
 use crate::error::ApiError;
 
 /// At most this many rows per list; `total` says how many there are.
@@ -102,15 +102,8 @@ pub struct LiveChat {
     pub created_at: Timestamp,
     pub age_secs: i64,
     #[schema(value_type = Option<String>, format = DateTime)]
-    #[serde(serialize_with = "opt_millis")]
+    #[serde(with = "opt_millis")]
     pub ends_at: Option<Timestamp>,
-}
-
-fn opt_millis<S: serde::Serializer>(at: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
-    match at {
-        Some(at) => serde_millis::serialize(at, s),
-        None => s.serialize_none(),
-    }
 }
 
 fn age(now: Timestamp, since: Timestamp) -> i64 {

@@ -309,11 +309,11 @@ impl From<AuditEntry> for AuditView {
     }
 }
 
-mod opt_millis {
+pub(crate) mod opt_millis {
     use consultd_domain::{Timestamp, format_timestamp};
     use serde::Serializer;
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         at: &Option<Timestamp>,
         s: S,
     ) -> Result<S::Ok, S::Error> {

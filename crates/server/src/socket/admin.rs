@@ -29,6 +29,13 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TokenExpiry(pub(super) i64);
 
+impl TokenExpiry {
+    /// At `now` (Unix seconds), on the server's clock.
+    fn has_passed(self, now: i64) -> bool {
+        self.0 <= now
+    }
+}
+
 /// The room of this node's watchers (user rooms are `user:<id>`).
 const WATCHERS: &str = "admin:watchers";
 /// How often watchers get a fresh snapshot.
@@ -79,8 +86,9 @@ pub(super) async fn subscribe(
     s: &Sock,
 ) -> Result<Json, ApiError> {
     // Only admins carry an expiry; everyone else hears `forbidden` below.
-    if let Some(TokenExpiry(exp)) = s.extensions.get::<TokenExpiry>()
-        && exp <= state.clock.now().timestamp()
+    if s.extensions
+        .get::<TokenExpiry>()
+        .is_some_and(|exp| exp.has_passed(state.clock.now().timestamp()))
     {
         return Err(ApiError::TokenExpired);
     }
@@ -113,7 +121,7 @@ pub async fn feed(io: SocketIo, app: AppState) {
             let expired = socket
                 .extensions
                 .get::<TokenExpiry>()
-                .is_none_or(|TokenExpiry(exp)| exp <= now);
+                .is_none_or(|exp| exp.has_passed(now));
             if expired {
                 tracing::info!(sid = %socket.id, "admin watcher's token expired: disconnected");
                 if let Err(e) = socket.disconnect() {
